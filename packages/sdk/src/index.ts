@@ -1,0 +1,3 @@
+export { DroverClient, type ClientOptions, type ListJobsOptions, type Machine } from './client.js';
+export { DroverApiError, DroverNetworkError } from './errors.js';
+export type * from '@drover/protocol';

@@ -1,0 +1,136 @@
+// The Fastify application: shared schemas, validation, auth, error shape and metrics are
+// registered once; each resource is a plugin under routes/.
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { API_KEY_HEADER, SHARED_SCHEMAS } from '@drover/protocol';
+import type { Authenticator } from '../auth/tokens.js';
+import type { Metrics } from '../metrics.js';
+import type { Scheduler } from '../scheduler/scheduler.js';
+import type { Store, UserRow } from '../store/types.js';
+import type { WebhookSender } from '../webhooks/sender.js';
+import { HttpError, installErrorHandling } from './errors.js';
+import { jobRoutes } from './routes/jobs.js';
+import { workRoutes } from './routes/work.js';
+import { userRoutes } from './routes/users.js';
+import { systemRoutes } from './routes/system.js';
+
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    user: UserRow;
+  }
+  interface FastifyContextConfig {
+    /** false: no API key needed (health, metrics, docs) */
+    auth?: boolean;
+    /** true: only the admin may call it */
+    admin?: boolean;
+  }
+}
+
+export interface AppOptions {
+  store: Store;
+  auth: Authenticator;
+  scheduler: Scheduler;
+  metrics: Metrics;
+  webhooks?: WebhookSender;
+  allowPrivateWebhooks: boolean;
+  bodyLimit: number;
+  logger?: FastifyServerOptions['logger'];
+  version: string;
+}
+
+export interface AppContext extends AppOptions {
+  now: () => number;
+}
+
+function makeAjv(opts: AjvOptions): Ajv {
+  const ajv = new Ajv({ strict: false, allErrors: false, useDefaults: true, removeAdditional: false, ...opts });
+  addFormats(ajv);
+  for (const s of SHARED_SCHEMAS) ajv.addSchema(s);
+  return ajv;
+}
+
+function presentedKey(req: FastifyRequest): string | undefined {
+  const header = req.headers[API_KEY_HEADER];
+  if (typeof header === 'string' && header.length > 0) return header;
+  const authz = req.headers.authorization;
+  if (authz && /^Bearer\s+/i.test(authz)) return authz.replace(/^Bearer\s+/i, '').trim() || undefined;
+  return undefined;
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit,
+    // Long-polls last up to 60 s; keep-alive connections from workers are long-lived.
+    keepAliveTimeout: 72_000,
+    requestTimeout: 120_000,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { strict: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Bodies are validated without type coercion ("5" is not a number); query strings and path
+  // parameters arrive as text and are coerced.
+  const bodyAjv = makeAjv({ coerceTypes: false });
+  const textAjv = makeAjv({ coerceTypes: true });
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object),
+  );
+  for (const s of SHARED_SCHEMAS) app.addSchema(s);
+
+  installErrorHandling(app);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Drover API',
+        description: 'Kelpie-compatible coordination API for long-running jobs on interruptible nodes.',
+        version: options.version,
+      },
+      components: {
+        securitySchemes: {
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-Kelpie-Key' },
+          bearer: { type: 'http', scheme: 'bearer' },
+        },
+      },
+      security: [{ apiKey: [] }, { bearer: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _base, _frag, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.addHook('onRequest', async (req) => {
+    const config = req.routeOptions.config;
+    if (config.auth === false || req.url.startsWith('/docs')) return;
+    const key = presentedKey(req);
+    if (!key) throw new HttpError(401, 'unauthorized', 'missing API key: send it in the X-Kelpie-Key header');
+    const user = await options.auth.authenticate(key, Date.now());
+    if (!user) throw new HttpError(403, 'forbidden', 'unknown API key');
+    if (config.admin && user.admin !== 1) throw new HttpError(403, 'forbidden', 'this route is for the admin only');
+    req.user = user;
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    options.metrics.requests.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.addHook('preClose', async () => {
+    options.scheduler.stop();
+  });
+
+  const ctx: AppContext = { ...options, now: Date.now };
+  await app.register(systemRoutes, ctx);
+  await app.register(jobRoutes, ctx);
+  await app.register(workRoutes, ctx);
+  await app.register(userRoutes, ctx);
+  return app;
+}

@@ -1,0 +1,82 @@
+// One error shape for every failure: `{error, message}` with a message that names the field.
+import type { FastifyError, FastifyInstance } from 'fastify';
+
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly error: string,
+    message: string,
+    readonly index?: number,
+  ) {
+    super(message);
+  }
+}
+
+export const notFound = (what = 'job') => new HttpError(404, 'not_found', `${what} not found`);
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+/** "body/command must be string", "body/max_failure is not a known field", "querystring/status must be one of …". */
+export function describeValidation(context: string, errors: AjvError[]): { message: string; index?: number } {
+  // anyOf/union failures report one error per branch; the most specific one is the most useful
+  const e =
+    errors.find((x) => x.keyword === 'additionalProperties' || x.keyword === 'required') ??
+    errors.find((x) => x.keyword !== 'anyOf' && x.keyword !== 'const') ??
+    errors[0]!;
+  const path = `${context}${e.instancePath}`;
+  const indexMatch = context === 'body' ? /^\/(\d+)(?:\/|$)/.exec(e.instancePath) : null;
+  const index = indexMatch ? Number(indexMatch[1]) : undefined;
+  let message: string;
+  if (e.keyword === 'additionalProperties') {
+    message = `${path}/${String(e.params.additionalProperty)} is not a known field`;
+  } else if (e.keyword === 'required') {
+    message = `${path}/${String(e.params.missingProperty)} is required`;
+  } else if (e.keyword === 'const' || e.keyword === 'anyOf') {
+    const allowed = errors.filter((x) => x.keyword === 'const').map((x) => JSON.stringify(x.params.allowedValue));
+    message = allowed.length ? `${path} must be one of ${allowed.join(', ')}` : `${path} ${e.message ?? 'is invalid'}`;
+  } else if (e.keyword === 'propertyNames' || e.params.propertyName !== undefined) {
+    message = `${path} has an invalid key ${JSON.stringify(e.params.propertyName)}`;
+  } else {
+    message = `${path} ${e.message ?? 'is invalid'}`;
+  }
+  return index === undefined ? { message } : { message, index };
+}
+
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  FST_ERR_CTP_INVALID_JSON: [400, 'bad_json'],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'bad_json'],
+  FST_ERR_CTP_BODY_TOO_LARGE: [413, 'payload_too_large'],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'unsupported_media_type'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'bad_request'],
+  FST_ERR_CTP_INVALID_TYPE: [400, 'bad_request'],
+};
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError & { validation?: AjvError[]; validationContext?: string }, req, reply) => {
+    if (err instanceof HttpError) {
+      return reply
+        .code(err.statusCode)
+        .send({ error: err.error, message: err.message, ...(err.index !== undefined ? { index: err.index } : {}) });
+    }
+    if (err.validation) {
+      const { message, index } = describeValidation(err.validationContext ?? 'request', err.validation);
+      return reply.code(400).send({ error: 'bad_request', message, ...(index !== undefined ? { index } : {}) });
+    }
+    const known = err.code ? CLIENT_ERRORS[err.code] : undefined;
+    if (known) return reply.code(known[0]).send({ error: known[1], message: err.message });
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.code(err.statusCode).send({ error: 'bad_request', message: err.message });
+    }
+    req.log.error({ err }, 'unhandled error');
+    return reply.code(500).send({ error: 'internal', message: 'internal server error' });
+  });
+
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }),
+  );
+}

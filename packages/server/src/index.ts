@@ -1,0 +1,10 @@
+export { startServer, VERSION, type ServerOptions, type RunningServer } from './server.js';
+export { openStore, DEFAULT_DATABASE, SqliteStore, PostgresStore } from './store/index.js';
+export type * from './store/types.js';
+export { buildApp, type AppOptions } from './http/app.js';
+export { Scheduler } from './scheduler/scheduler.js';
+export { Authenticator, newToken, sha256Hex } from './auth/tokens.js';
+export { signWebhook, verifyWebhook } from './webhooks/signing.js';
+export { refuseWebhookUrl, isInternalAddress } from './webhooks/url-guard.js';
+export { WebhookSender } from './webhooks/sender.js';
+export { Metrics } from './metrics.js';
