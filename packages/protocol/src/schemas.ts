@@ -21,8 +21,10 @@ export const ErrorBody = Type.Object(
 );
 export type ErrorBody = Static<typeof ErrorBody>;
 
+// No control characters, and no lone UTF-16 surrogate (patterns are matched per code point): a
+// lone surrogate cannot be stored as UTF-8, and each database would store something else.
 const Identifier = (description: string) =>
-  Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f]+$', description });
+  Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f\\ud800-\\udfff]+$', description });
 
 export const SyncEntry = Type.Object(
   {
@@ -63,8 +65,12 @@ export const JobDefinition = Type.Object(
   {
     command: Type.String({ minLength: 1, maxLength: 4096 }),
     arguments: Type.Optional(Type.Array(Type.String({ maxLength: 65536 }), { maxItems: 4096, default: [] })),
+    // Names are checked with propertyNames: a record keyed by a pattern alone (patternProperties)
+    // would let any other name through, with a value of any type.
     environment: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,255}$' }), Type.String({ maxLength: 65536 }), {
+      Type.Record(Type.String(), Type.String({ maxLength: 65536 }), {
+        propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]{0,255}$' },
+        maxProperties: 4096,
         default: {},
         description: 'Environment variables for the job; names must be valid shell identifiers',
       }),

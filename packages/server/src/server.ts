@@ -1,4 +1,5 @@
 // Starting and stopping a coordinator: store + migrations, admin bootstrap, HTTP, webhooks.
+import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { Authenticator } from './auth/tokens.js';
 import { buildApp } from './http/app.js';
@@ -70,6 +71,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     },
   });
   late.app = app;
+  // Responses still being worked on, so that a shutdown can close their connections after them.
+  const inFlight = new Set<ServerResponse>();
+  app.server.on('request', (_req, res: ServerResponse) => {
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+  });
   const webhooks = new WebhookSender(
     store,
     app.log,
@@ -99,6 +106,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     close() {
       // Stop accepting, answer waiting long-polls, let in-flight requests finish, then close the database.
       closing ??= (async () => {
+        // Node closes only the connections idle at close(); one whose response ends later (a
+        // long-poll answered by the shutdown, a slow request) would stay open for keepAliveTimeout.
+        for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
         await app.close();
         await webhooks.stop();
         await store.close();

@@ -1,10 +1,14 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_DATABASE, startServer } from '@drover/server';
 
-function positiveInt(name: string) {
+/** A whole number in [min, max], checked before anything starts (so the error names the flag). */
+function wholeNumber(name: string, min: number, max?: number) {
+  const range = max === undefined ? `>= ${min}` : `from ${min} to ${max}`;
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number`);
+    if (v.trim() === '' || !Number.isInteger(n) || n < min || (max !== undefined && n > max)) {
+      throw new InvalidArgumentError(`${name} must be a whole number ${range}`);
+    }
     return n;
   };
 }
@@ -12,7 +16,7 @@ function positiveInt(name: string) {
 export function serverCommand(): Command {
   return new Command('server')
     .description('Run the coordinator: the Kelpie-compatible job API, scheduler and webhook sender')
-    .option('-p, --port <port>', 'port to listen on', positiveInt('--port'), 8080)
+    .option('-p, --port <port>', 'port to listen on', wholeNumber('--port', 0, 65535), 8080)
     .option('--host <host>', 'address to listen on', '0.0.0.0')
     .option(
       '-d, --database <db>',
@@ -20,7 +24,7 @@ export function serverCommand(): Command {
       process.env.DROVER_DATABASE ?? DEFAULT_DATABASE,
     )
     .option('--allow-private-webhooks', 'allow webhook URLs on loopback/private addresses (testing only)', false)
-    .option('--body-limit <bytes>', 'largest request body accepted', positiveInt('--body-limit'), 1024 * 1024)
+    .option('--body-limit <bytes>', 'largest request body accepted', wholeNumber('--body-limit', 1), 1024 * 1024)
     .option(
       '--lease-factor <n>',
       'a lease lapses after n × the job\'s heartbeat_interval without a heartbeat',
@@ -49,13 +53,8 @@ export function serverCommand(): Command {
         leaseFactor: o.leaseFactor,
         logLevel: o.logLevel,
       });
-      if (server.generatedAdminKey) {
-        process.stdout.write(
-          `\nAdmin API key (shown once; only its hash is stored):\n\n  ${server.generatedAdminKey}\n\n` +
-            'Keep it: it creates users and their keys. Set DROVER_ADMIN_KEY to choose your own.\n\n',
-        );
-      }
-      process.stdout.write(`drover coordinator on ${server.url} (store: ${server.store.kind}); API docs at ${server.url}/docs\n`);
+      // Handle signals before announcing that we are up: whoever waits for the announcement may
+      // signal at once, and an unhandled SIGTERM would kill the process mid-request.
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
@@ -71,5 +70,12 @@ export function serverCommand(): Command {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
+      if (server.generatedAdminKey) {
+        process.stdout.write(
+          `\nAdmin API key (shown once; only its hash is stored):\n\n  ${server.generatedAdminKey}\n\n` +
+            'Keep it: it creates users and their keys. Set DROVER_ADMIN_KEY to choose your own.\n\n',
+        );
+      }
+      process.stdout.write(`drover coordinator on ${server.url} (store: ${server.store.kind}); API docs at ${server.url}/docs\n`);
     });
 }

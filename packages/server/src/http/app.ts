@@ -1,6 +1,11 @@
 // The Fastify application: shared schemas, validation, auth, error shape and metrics are
 // registered once; each resource is a plugin under routes/.
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -55,6 +60,15 @@ function makeAjv(opts: AjvOptions): Ajv {
   return ajv;
 }
 
+function isPlainJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function presentedKey(req: FastifyRequest): string | undefined {
   const header = req.headers[API_KEY_HEADER];
   if (typeof header === 'string' && header.length > 0) return header;
@@ -71,6 +85,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     keepAliveTimeout: 72_000,
     requestTimeout: 120_000,
     forceCloseConnections: 'idle',
+    // Path parameters are checked by their schemas (a container group id may be 256 characters);
+    // the router's own limit (100 by default) would answer 414 before validation.
+    routerOptions: { maxParamLength: 2048 },
+    // Malformed URLs (bad percent-encoding) and over-long parameters get the one error shape too.
+    frameworkErrors: (err, _req, reply: FastifyReply) => {
+      const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      void reply.code(tooLong ? 414 : 400).send({ error: tooLong ? 'uri_too_long' : 'bad_request', message: err.message });
+    },
     ajv: { customOptions: { strict: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -84,6 +106,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   for (const s of SHARED_SCHEMAS) app.addSchema(s);
 
   installErrorHandling(app);
+
+  // Many clients send `Content-Type: application/json` on every request, DELETE included: an empty
+  // body is no body (a route that needs one then says so). Keys that would poison prototypes are
+  // refused with a message that says which.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body.toString();
+    if (text.trim() === '') return done(null, undefined);
+    parseJson(req, text, (err, value) => {
+      if (err && isPlainJson(text)) {
+        // valid JSON that the safe parser refused: it carries __proto__ or constructor.prototype
+        return done(new HttpError(400, 'bad_request', 'body contains a forbidden key (__proto__ or constructor.prototype)'), undefined);
+      }
+      done(err, value);
+    });
+  });
 
   await app.register(swagger, {
     openapi: {

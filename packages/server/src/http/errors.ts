@@ -19,6 +19,8 @@ interface AjvError {
   keyword: string;
   message?: string;
   params: Record<string, unknown>;
+  /** set on the errors of a `propertyNames` check: the offending key */
+  propertyName?: string;
 }
 
 /** "body/command must be string", "body/max_failure is not a known field", "querystring/status must be one of …". */
@@ -39,8 +41,11 @@ export function describeValidation(context: string, errors: AjvError[]): { messa
   } else if (e.keyword === 'const' || e.keyword === 'anyOf') {
     const allowed = errors.filter((x) => x.keyword === 'const').map((x) => JSON.stringify(x.params.allowedValue));
     message = allowed.length ? `${path} must be one of ${allowed.join(', ')}` : `${path} ${e.message ?? 'is invalid'}`;
-  } else if (e.keyword === 'propertyNames' || e.params.propertyName !== undefined) {
-    message = `${path} has an invalid key ${JSON.stringify(e.params.propertyName)}`;
+  } else if (e.keyword === 'propertyNames' || e.propertyName !== undefined) {
+    // e.g. environment names: the failing check is on the key, not on a value
+    const key = e.propertyName ?? e.params.propertyName;
+    const why = e.keyword === 'propertyNames' ? '' : `: ${e.message ?? 'is invalid'}`;
+    message = `${path} has an invalid key ${JSON.stringify(key)}${why}`;
   } else {
     message = `${path} ${e.message ?? 'is invalid'}`;
   }
@@ -48,7 +53,7 @@ export function describeValidation(context: string, errors: AjvError[]): { messa
 }
 
 const CLIENT_ERRORS: Record<string, [number, string]> = {
-  FST_ERR_CTP_INVALID_JSON: [400, 'bad_json'],
+  FST_ERR_CTP_INVALID_JSON_BODY: [400, 'bad_json'],
   FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'bad_json'],
   FST_ERR_CTP_BODY_TOO_LARGE: [413, 'payload_too_large'],
   FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'unsupported_media_type'],

@@ -342,7 +342,9 @@ export abstract class KyselyStore implements Store {
       return failed;
     });
     if (job) return { kind: 'applied', job };
-    // A machine that already reported this failure is banned from the job: its repeat changes nothing.
+    // A machine that already reported a failure is banned from the job, so it can never hold it
+    // again: any later report of its own is that same failure repeated, also the one that failed
+    // the job for good (which keeps that machine's id), and changes nothing.
     return this.explain(userId, jobId, async (j) => {
       const ban = await this.db
         .selectFrom('job_bans')
@@ -350,7 +352,7 @@ export abstract class KyselyStore implements Store {
         .where('job_id', '=', j.id)
         .where('machine_id', '=', machineId)
         .executeTakeFirst();
-      return ban !== undefined && j.machine_id !== machineId;
+      return ban !== undefined;
     });
   }
 
@@ -371,7 +373,20 @@ export abstract class KyselyStore implements Store {
       return released;
     });
     if (job) return { kind: 'applied', job };
-    return this.explain(userId, jobId, (j) => j.status === 'running' && j.machine_id === null);
+    // A repeat is this machine releasing the attempt it already released (nobody has claimed the job
+    // since); anyone else, e.g. a machine that failed the job back, never held this orphan.
+    return this.explain(userId, jobId, async (j) => {
+      if (j.status !== 'running' || j.machine_id !== null) return false;
+      const released = await this.db
+        .selectFrom('job_events')
+        .select('id')
+        .where('job_id', '=', j.id)
+        .where('type', '=', 'released')
+        .where('machine_id', '=', machineId)
+        .where('attempt', '=', j.attempt)
+        .executeTakeFirst();
+      return released !== undefined;
+    });
   }
 
   async cancelJob(userId: string, jobId: string, now: number): Promise<Outcome> {

@@ -7,6 +7,9 @@ import type { Database } from './schema.js';
 import type { WorkSignal } from './types.js';
 
 const CHANNEL = 'drover_work';
+/** After losing the LISTEN connection: first retry, and the longest pause between retries. */
+const RELISTEN_FIRST_MS = 1000;
+const RELISTEN_MAX_MS = 30_000;
 const INT8_OID = 20;
 // bigint columns hold epoch milliseconds and counters, all well inside Number's exact range.
 const types = {
@@ -68,12 +71,55 @@ export class PostgresStore extends KyselyStore {
     });
     client.on('error', (err) => {
       this.opts.onError?.(err);
-      if (this.listener === client) this.listener = undefined;
-      if (!this.closed) setTimeout(() => void this.listen().catch((e: Error) => this.opts.onError?.(e)), 1000).unref();
+      if (this.listener !== client) return; // still connecting: listen() rejects instead
+      this.listener = undefined;
+      void client.end().catch(() => undefined);
+      this.listenAgain(RELISTEN_FIRST_MS);
     });
-    await client.connect();
-    await client.query(`LISTEN ${CHANNEL}`);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (e) {
+      await client.end().catch(() => undefined);
+      throw e;
+    }
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
     this.listener = client;
+  }
+
+  /**
+   * The LISTEN connection was lost: connect again after `delayMs`, retrying (with backoff) until
+   * it works; then wake the waiters of every group with claimable jobs, since the notifications
+   * sent while nobody listened are gone.
+   */
+  private listenAgain(delayMs: number): void {
+    if (this.closed) return;
+    setTimeout(() => {
+      this.listen().then(
+        () => this.wakeClaimable().catch((e: Error) => this.opts.onError?.(e)),
+        (e: Error) => {
+          this.opts.onError?.(e);
+          this.listenAgain(Math.min(delayMs * 2, RELISTEN_MAX_MS));
+        },
+      );
+    }, delayMs).unref();
+  }
+
+  private async wakeClaimable(): Promise<void> {
+    if (this.closed) return;
+    const now = Date.now();
+    const groups = await this.db
+      .selectFrom('jobs')
+      .select(['user_id', 'container_group_id'])
+      .distinct()
+      .where((eb) =>
+        eb.or([eb('status', '=', 'pending'), eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<=', now)])]),
+      )
+      .execute();
+    for (const g of groups) this.work.emit('work', { userId: g.user_id, groupId: g.container_group_id });
   }
 
   override async close(): Promise<void> {

@@ -21,6 +21,19 @@ export class SqliteStore extends KyselyStore {
     return new SqliteStore(new Kysely<Database>({ dialect: new SqliteDialect({ database }) }), leaseFactor);
   }
 
+  override async migrate(): Promise<void> {
+    // Two processes starting on one new file race to create the tables; the loser finds them made
+    // and succeeds on a second look.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await super.migrate();
+      } catch (e) {
+        if (attempt >= 5) throw e;
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+  }
+
   protected lockCandidate<O>(qb: SelectQueryBuilder<Database, 'jobs', O>) {
     return qb; // the transaction holds SQLite's only write lock; the guarded UPDATE re-checks anyway
   }

@@ -26,19 +26,52 @@ for (const [net, prefix] of [
   ['ff00::', 8],
 ] as const) internal.addSubnet(net, prefix, 'ipv6');
 
+/** The IPv4 address carried inside an IPv6 one (mapped, compatible, NAT64 64:ff9b::/96, 6to4 2002::/16). */
+function embeddedIPv4(address: string): string | undefined {
+  const mapped = /^::(?:ffff:)?(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1];
+  const groups = expandIPv6(address);
+  if (!groups) return undefined;
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const zeros = (from: number, to: number) => groups.slice(from, to).every((g) => g === 0);
+  // ::a.b.c.d (IPv4-compatible) and ::ffff:a.b.c.d (mapped), as the URL parser writes them: ::7f00:1
+  if (zeros(0, 5) && (groups[5] === 0 || groups[5] === 0xffff) && (groups[6] !== 0 || groups[7]! > 1)) {
+    return v4(groups[6]!, groups[7]!);
+  }
+  if (groups[0] === 0x64 && groups[1] === 0xff9b && zeros(2, 6)) return v4(groups[6]!, groups[7]!);
+  if (groups[0] === 0x2002) return v4(groups[1]!, groups[2]!);
+  return undefined;
+}
+
+function expandIPv6(address: string): number[] | undefined {
+  const [head = '', tail] = address.split('::');
+  const part = (s: string) => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);
+  if (/\./.test(address)) return undefined;
+  const h = part(head);
+  const t = tail === undefined ? [] : part(tail);
+  const fill = 8 - h.length - t.length;
+  if (fill < 0 || (tail === undefined && fill !== 0)) return undefined;
+  const groups = [...h, ...new Array<number>(fill).fill(0), ...t];
+  return groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : undefined;
+}
+
 export function isInternalAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return false;
   if (family === 6) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped) return internal.check(mapped[1]!, 'ipv4');
+    const v4 = embeddedIPv4(address);
+    if (v4 !== undefined && internal.check(v4, 'ipv4')) return true;
     return internal.check(address, 'ipv6');
   }
   return internal.check(address, 'ipv4');
 }
 
+/** The host as the resolver sees it: without IPv6 brackets, lower case, without the root label's dot. */
 function hostOf(url: URL): string {
-  return url.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return url.hostname
+    .replace(/^\[(.*)\]$/, '$1')
+    .toLowerCase()
+    .replace(/\.+$/, '');
 }
 
 /** Submit-time check; returns why the URL is refused, or undefined. */
