@@ -157,6 +157,14 @@ for (const kind of STORES) {
       assert.deepEqual(claimed, batch.map((j) => j.id));
     });
 
+    test('a lease lapses only after *longer* than the lease timeout without a heartbeat', async () => {
+      const f = await fixture();
+      const job = await f.one();
+      await f.claim('m1', T0);
+      assert.equal(await f.claim('m2', T0 + LEASE_MS), undefined, 'exactly the lease timeout: still held');
+      assert.equal((await f.claim('m2', T0 + LEASE_MS + 1))?.id, job.id, 'one millisecond longer: lapsed');
+    });
+
     test('a lease that lapses is re-claimed without counting a failure; the events log records lease_expired then claimed', async () => {
       const f = await fixture();
       const job = await f.one();

@@ -41,7 +41,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const database = opts.database ?? DEFAULT_DATABASE;
   // The store and the app refer to each other's parts (logger, webhook sender): built in order, linked here.
   const late: { app?: FastifyInstance; webhooks?: WebhookSender } = {};
-  const store = openStore(database, opts.leaseFactor ?? 2, (err) => late.app?.log.error({ err }, 'database'));
+  let store: Store;
+  try {
+    store = openStore(database, opts.leaseFactor ?? 2, (err) => late.app?.log.error({ err }, 'database'));
+  } catch (e) {
+    throw new Error(`cannot open database ${redact(database)}: ${(e as Error).message}`);
+  }
   try {
     await store.migrate();
   } catch (e) {

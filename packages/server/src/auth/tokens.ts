@@ -41,9 +41,16 @@ export class Authenticator {
     let admin = await this.store.findAdmin();
     let generatedKey: string | undefined;
     if (!admin) {
-      admin = { id: randomUUID(), username: 'admin', created: now, admin: 1, webhook_secret: newWebhookSecret() };
-      await this.store.createUser(admin);
-      if (!envKey) {
+      const candidate = { id: randomUUID(), username: 'admin', created: now, admin: 1, webhook_secret: newWebhookSecret() };
+      try {
+        await this.store.createUser(candidate);
+        admin = candidate;
+      } catch (e) {
+        // another replica starting on the same new database made it first
+        admin = await this.store.findAdmin();
+        if (!admin) throw e;
+      }
+      if (admin === candidate && !envKey) {
         const t = newToken();
         await this.store.createToken({ id: t.id, user_id: admin.id, secret_hash: t.secretHash, created: now });
         generatedKey = t.token;

@@ -62,8 +62,4 @@ export class WorkSignals {
     const set = this.waiters.get(WorkSignals.key(signal.userId, signal.groupId));
     if (set) for (const w of set) w.signal();
   }
-
-  wakeAll(): void {
-    for (const set of this.waiters.values()) for (const w of set) w.signal();
-  }
 }

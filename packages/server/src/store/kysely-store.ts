@@ -3,7 +3,7 @@
 // What differs between SQLite and PostgreSQL (row locking for claims, how wake-ups cross
 // processes) is left to the two subclasses.
 import { EventEmitter } from 'node:events';
-import { Migrator, sql, type Kysely, type SelectQueryBuilder, type Transaction } from 'kysely';
+import { Migrator, sql, type Kysely, type SelectQueryBuilder, type Transaction, type UpdateQueryBuilder } from 'kysely';
 import type { Progress } from '@drover/protocol';
 import { CodeMigrationProvider, type Dialect } from './migrations.js';
 import type { Database, JobRow, OutboxRow, UserRow } from './schema.js';
@@ -20,6 +20,16 @@ import type {
 
 export const FINISHED_STATUSES = ['completed', 'failed', 'canceled'] as const;
 const INSERT_CHUNK = 200;
+
+/** The precondition of every holder-only transition: the job is running and this machine holds it. */
+function heldBy(ref: { userId: string; jobId: string; machineId: string }) {
+  return <O>(qb: UpdateQueryBuilder<Database, 'jobs', 'jobs', O>) =>
+    qb
+      .where('id', '=', ref.jobId)
+      .where('user_id', '=', ref.userId)
+      .where('status', '=', 'running')
+      .where('machine_id', '=', ref.machineId);
+}
 
 /** The webhook events a transition can owe, with the body Kelpie sends. */
 type WebhookEvent = 'running' | 'completed' | 'failed' | 'canceled';
@@ -210,7 +220,8 @@ export abstract class KyselyStore implements Store {
               .where('user_id', '=', userId)
               .where('container_group_id', '=', groupId)
               .where('status', '=', status)
-              .$if(status === 'running', (qb) => qb.where('lease_expires_at', '<=', now))
+              // lapsed: no heartbeat for longer than the lease timeout
+              .$if(status === 'running', (qb) => qb.where('lease_expires_at', '<', now))
               .where(({ not, exists, selectFrom }) =>
                 not(
                   exists(
@@ -243,7 +254,7 @@ export abstract class KyselyStore implements Store {
           .where((eb) =>
             eb.or([
               eb('status', '=', 'pending'),
-              eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<=', now)]),
+              eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<', now)]),
             ]),
           )
           .returningAll()
@@ -280,10 +291,7 @@ export abstract class KyselyStore implements Store {
         num_heartbeats: eb('num_heartbeats', '+', 1),
         ...(progress ? { progress: JSON.stringify(progress) } : {}),
       }))
-      .where('id', '=', jobId)
-      .where('user_id', '=', userId)
-      .where('status', '=', 'running')
-      .where('machine_id', '=', machineId)
+      .$call(heldBy({ userId, jobId, machineId }))
       .returningAll()
       .executeTakeFirst();
     if (job) return { kind: 'applied', job };
@@ -295,10 +303,7 @@ export abstract class KyselyStore implements Store {
       const done = await trx
         .updateTable('jobs')
         .set({ status: 'completed', completed: now, lease_expires_at: 0 })
-        .where('id', '=', jobId)
-        .where('user_id', '=', userId)
-        .where('status', '=', 'running')
-        .where('machine_id', '=', machineId)
+        .$call(heldBy({ userId, jobId, machineId }))
         .returningAll()
         .executeTakeFirst();
       if (done) {
@@ -324,10 +329,7 @@ export abstract class KyselyStore implements Store {
           machine_id: sql<string | null>`case when ${final} then machine_id else null end`,
           lease_expires_at: 0,
         })
-        .where('id', '=', jobId)
-        .where('user_id', '=', userId)
-        .where('status', '=', 'running')
-        .where('machine_id', '=', machineId)
+        .$call(heldBy({ userId, jobId, machineId }))
         .returningAll()
         .executeTakeFirst();
       if (!failed) return undefined;
@@ -361,10 +363,7 @@ export abstract class KyselyStore implements Store {
       const released = await trx
         .updateTable('jobs')
         .set({ machine_id: null, lease_expires_at: 0 })
-        .where('id', '=', jobId)
-        .where('user_id', '=', userId)
-        .where('status', '=', 'running')
-        .where('machine_id', '=', machineId)
+        .$call(heldBy({ userId, jobId, machineId }))
         .returningAll()
         .executeTakeFirst();
       if (!released) return undefined;
@@ -444,7 +443,7 @@ export abstract class KyselyStore implements Store {
       .where('user_id', '=', userId)
       .where('container_group_id', '=', groupId)
       .where('status', '=', 'running')
-      .where('lease_expires_at', '>', now)
+      .where('lease_expires_at', '>=', now)
       .executeTakeFirst();
     return row?.next == null ? undefined : Number(row.next);
   }

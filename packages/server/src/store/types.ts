@@ -82,7 +82,7 @@ export interface Store {
   /** Admin: delete every job of every user. */
   clearJobs(): Promise<void>;
 
-  /** Earliest lease expiry after `now` among running jobs of the group, for long-poll timers. */
+  /** Earliest lease expiry at or after `now` among running jobs of the group, for long-poll timers. */
   nextLeaseExpiry(userId: string, groupId: string, now: number): Promise<number | undefined>;
   /** Called (in this process, for every process sharing the database) when jobs may have become claimable. */
   onWork(listener: (signal: WorkSignal) => void): () => void;
