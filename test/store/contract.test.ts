@@ -644,7 +644,7 @@ for (const kind of STORES) {
           waitFor(what, () => (seen.length >= n ? seen.slice() : undefined));
         const [job, other] = await f.create(2);
         await expect(1, 'a signal for new jobs');
-        assert.deepEqual(seen[0], { userId: f.userId, groupId: f.group });
+        assert.deepEqual(seen[0], { userId: f.userId, groupId: f.group, count: 2 });
         await f.claim('m1', T0 + 1);
         await store.releaseJob(f.ref(job!.id, 'm1', T0 + 2));
         await expect(2, 'a signal for the released job');

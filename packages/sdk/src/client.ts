@@ -11,7 +11,46 @@ import type {
   TokenResponse,
   User,
 } from '@drover/protocol';
+import http from 'node:http';
+import https from 'node:https';
 import { DroverApiError, DroverNetworkError } from './errors.js';
+
+// node:http with keep-alive rather than fetch: a request costs the client a quarter of the CPU
+// (fetch builds WHATWG streams, Request/Response/Headers objects and an AbortSignal per call).
+const agents = {
+  'http:': new http.Agent({ keepAlive: true }),
+  'https:': new https.Agent({ keepAlive: true }),
+};
+
+interface RawResponse {
+  status: number;
+  ok: boolean;
+  text: string;
+}
+
+function send(target: string, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(target);
+    const lib = url.protocol === 'https:' ? https : http;
+    const agent = url.protocol === 'https:' ? agents['https:'] : agents['http:'];
+    const req = lib.request(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        clearTimeout(timer);
+        const status = res.statusCode ?? 0;
+        resolve({ status, ok: status >= 200 && status < 300, text: Buffer.concat(chunks).toString('utf8') });
+      });
+    });
+    const timer = setTimeout(() => req.destroy(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    req.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    req.end(body);
+  });
+}
 
 export interface ClientOptions {
   /** e.g. http://127.0.0.1:8080 */
@@ -77,19 +116,20 @@ export class DroverClient {
     let lastError: unknown;
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await sleep(this.retryDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random()));
-      let res: Response;
+      let res: RawResponse;
       try {
-        res = await fetch(target, {
+        res = await send(
+          target,
           method,
           headers,
-          ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
-          signal: AbortSignal.timeout(this.timeoutMs + (opts.extraTimeoutMs ?? 0)),
-        });
+          opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
+          this.timeoutMs + (opts.extraTimeoutMs ?? 0),
+        );
       } catch (e) {
         lastError = e;
         continue;
       }
-      const text = await res.text();
+      const text = res.text;
       if (res.ok) return (text ? JSON.parse(text) : undefined) as T;
       if (opts.idempotent && TRANSIENT_STATUS.has(res.status) && attempt + 1 < attempts) {
         lastError = new DroverApiError(res.status, 'unavailable', text);

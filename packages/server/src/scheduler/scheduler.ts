@@ -41,11 +41,19 @@ export class Scheduler {
     const abort = AbortSignal.any([args.abort, this.stopping.signal]);
     // Register before the first attempt so a job submitted during it is not missed.
     const { waiter, dispose } = this.signals.register(userId, groupId);
+    let answered = waiter.version; // wake-ups up to this version have been answered by a claim
     try {
       for (;;) {
         const seen = waiter.version;
         const job = await claimOnce();
+        const woken = seen !== answered;
+        answered = seen;
         if (job) return job;
+        // Woken for work, none of it ours (e.g. this machine is banned from the job): if the
+        // group still has claimable work, let another waiter try for it.
+        if (woken && (await this.store.hasClaimableWork(userId, groupId, this.now()))) {
+          this.signals.handOff(userId, groupId, waiter);
+        }
         if (abort.aborted || this.now() >= deadline) return undefined;
         if (waiter.version !== seen) continue;
         const nextExpiry = await this.store.nextLeaseExpiry(userId, groupId, this.now());
@@ -54,6 +62,8 @@ export class Scheduler {
         await waiter.sleep(wakeAt - this.now(), abort);
       }
     } finally {
+      // A wake-up that came after our last claim began was meant for a job we never tried for.
+      if (waiter.version !== answered) this.signals.handOff(userId, groupId, waiter);
       dispose();
     }
   }

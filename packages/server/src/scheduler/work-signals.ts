@@ -1,12 +1,24 @@
 // Long-poll waiters, keyed by (user, container group). A waiter sleeps on a promise that a
 // work signal (from this process or, on PostgreSQL, any process) or a timer resolves: waiting
 // costs no database queries in a loop.
+//
+// A signal wakes as many waiters as jobs became claimable, longest waiting first, not all of
+// them: with 64 idle workers, waking everyone for one job runs 64 claims that only one can win.
+// A waiter that was woken but did not take the job for itself (its machine is banned from it,
+// it was already returning another job, its poll ended) hands the wake-up on to a waiter that
+// has not been woken for this round yet (see Scheduler.claim).
 import type { WorkSignal } from '../store/types.js';
 
 export class Waiter {
-  /** bumped by every signal for this key; compared to detect a signal that raced a claim */
+  /** bumped by every wake-up of this waiter; compared to detect one that raced a claim */
   version = 0;
+  /** the round (per-key signal counter) this waiter was last woken for */
+  round = 0;
   private wake: (() => void) | undefined;
+
+  get sleeping(): boolean {
+    return this.wake !== undefined;
+  }
 
   signal(): void {
     this.version++;
@@ -30,8 +42,14 @@ export class Waiter {
   }
 }
 
+interface Queue {
+  /** in order of waiting: the first has waited longest */
+  waiters: Set<Waiter>;
+  round: number;
+}
+
 export class WorkSignals {
-  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly queues = new Map<string, Queue>();
   private count = 0;
 
   static key(userId: string, groupId: string): string {
@@ -44,22 +62,55 @@ export class WorkSignals {
 
   register(userId: string, groupId: string): { waiter: Waiter; dispose: () => void } {
     const key = WorkSignals.key(userId, groupId);
+    let queue = this.queues.get(key);
+    if (!queue) this.queues.set(key, (queue = { waiters: new Set(), round: 0 }));
     const waiter = new Waiter();
-    let set = this.waiters.get(key);
-    if (!set) this.waiters.set(key, (set = new Set()));
-    set.add(waiter);
+    waiter.round = queue.round;
+    queue.waiters.add(waiter);
     this.count++;
+    const q = queue;
     return {
       waiter,
       dispose: () => {
-        if (set.delete(waiter)) this.count--;
-        if (set.size === 0 && this.waiters.get(key) === set) this.waiters.delete(key);
+        if (q.waiters.delete(waiter)) this.count--;
+        if (q.waiters.size === 0 && this.queues.get(key) === q) this.queues.delete(key);
       },
     };
   }
 
   publish(signal: WorkSignal): void {
-    const set = this.waiters.get(WorkSignals.key(signal.userId, signal.groupId));
-    if (set) for (const w of set) w.signal();
+    const queue = this.queues.get(WorkSignals.key(signal.userId, signal.groupId));
+    if (!queue) return;
+    queue.round++;
+    let n = signal.count ?? Infinity;
+    // Sleeping waiters first; a waiter in the middle of a claim may miss the new job, so it is
+    // only woken (made to claim again) when there are more jobs than sleepers.
+    for (const pass of [true, false]) {
+      for (const w of [...queue.waiters]) {
+        if (n <= 0) return;
+        if (w.sleeping !== pass || w.round === queue.round) continue;
+        this.wakeOne(queue, w);
+        n--;
+      }
+    }
+  }
+
+  /** Pass a wake-up on to one waiter not yet woken in this round; false if there is none. */
+  handOff(userId: string, groupId: string, from: Waiter): boolean {
+    const queue = this.queues.get(WorkSignals.key(userId, groupId));
+    if (!queue) return false;
+    for (const pass of [true, false]) {
+      for (const w of queue.waiters) {
+        if (w === from || w.sleeping !== pass || w.round === queue.round) continue;
+        this.wakeOne(queue, w);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private wakeOne(queue: Queue, w: Waiter): void {
+    w.round = queue.round;
+    w.signal();
   }
 }

@@ -38,7 +38,7 @@ export abstract class KyselyStore implements Store {
   abstract readonly kind: Dialect;
   protected readonly work = new EventEmitter();
   /** ms of lease per second of heartbeat_interval (lease timeout = factor × heartbeat_interval) */
-  private readonly leaseMsPerIntervalSecond: number;
+  protected readonly leaseMsPerIntervalSecond: number;
 
   constructor(
     readonly db: Kysely<Database>,
@@ -172,7 +172,9 @@ export abstract class KyselyStore implements Store {
           .values(chunk.map((j) => ({ job_id: j.id, at: now, type: 'created', machine_id: null, attempt: 0 })))
           .execute();
       }
-      for (const groupId of new Set(rows.map((r) => r.container_group_id))) signals.push({ userId, groupId });
+      const perGroup = new Map<string, number>();
+      for (const r of rows) perGroup.set(r.container_group_id, (perGroup.get(r.container_group_id) ?? 0) + 1);
+      for (const [groupId, count] of perGroup) signals.push({ userId, groupId, count });
       return rows;
     });
   }
@@ -274,7 +276,7 @@ export abstract class KyselyStore implements Store {
   }
 
   /** Classify a transition that matched no row. */
-  private async explain(userId: string, jobId: string, isRepeat: (job: JobRow) => Promise<boolean> | boolean): Promise<Outcome> {
+  protected async explain(userId: string, jobId: string, isRepeat: (job: JobRow) => Promise<boolean> | boolean): Promise<Outcome> {
     const job = await this.getJob(userId, jobId);
     if (!job) return { kind: 'not_found' };
     if (await isRepeat(job)) return { kind: 'repeat', job };
@@ -339,7 +341,7 @@ export abstract class KyselyStore implements Store {
         await this.addEvent(trx, failed, 'failed', machineId, now);
         await this.oweWebhook(trx, { ...failed, machine_id: machineId }, 'failed', now);
       } else {
-        signals.push({ userId, groupId: failed.container_group_id });
+        signals.push({ userId, groupId: failed.container_group_id, count: 1 });
       }
       return failed;
     });
@@ -368,7 +370,7 @@ export abstract class KyselyStore implements Store {
         .executeTakeFirst();
       if (!released) return undefined;
       await this.addEvent(trx, released, 'released', machineId, now);
-      signals.push({ userId, groupId: released.container_group_id });
+      signals.push({ userId, groupId: released.container_group_id, count: 1 });
       return released;
     });
     if (job) return { kind: 'applied', job };
@@ -434,6 +436,20 @@ export abstract class KyselyStore implements Store {
 
   async clearJobs(): Promise<void> {
     await this.db.deleteFrom('jobs').execute();
+  }
+
+  async hasClaimableWork(userId: string, groupId: string, now: number): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('jobs')
+      .select('id')
+      .where('user_id', '=', userId)
+      .where('container_group_id', '=', groupId)
+      .where((eb) =>
+        eb.or([eb('status', '=', 'pending'), eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<', now)])]),
+      )
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   async nextLeaseExpiry(userId: string, groupId: string, now: number): Promise<number | undefined> {

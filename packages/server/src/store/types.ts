@@ -55,6 +55,8 @@ export interface TokenRecord {
 export interface WorkSignal {
   userId: string;
   groupId: string;
+  /** how many jobs became claimable: wake that many waiters (absent: every waiter) */
+  count?: number;
 }
 
 export interface Store {
@@ -82,6 +84,8 @@ export interface Store {
   /** Admin: delete every job of every user. */
   clearJobs(): Promise<void>;
 
+  /** Whether the group has a job some machine could claim now (pending, or running with no live lease). */
+  hasClaimableWork(userId: string, groupId: string, now: number): Promise<boolean>;
   /** Earliest lease expiry at or after `now` among running jobs of the group, for long-poll timers. */
   nextLeaseExpiry(userId: string, groupId: string, now: number): Promise<number | undefined>;
   /** Called (in this process, for every process sharing the database) when jobs may have become claimable. */
