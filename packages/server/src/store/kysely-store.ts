@@ -3,7 +3,7 @@
 // What differs between SQLite and PostgreSQL (row locking for claims, how wake-ups cross
 // processes) is left to the two subclasses.
 import { EventEmitter } from 'node:events';
-import { Migrator, sql, type Kysely, type SelectQueryBuilder, type Transaction, type UpdateQueryBuilder } from 'kysely';
+import { Migrator, sql, type Compilable, type Kysely, type SelectQueryBuilder, type Transaction, type UpdateQueryBuilder } from 'kysely';
 import type { Progress } from '@drover/protocol';
 import { CodeMigrationProvider, type Dialect } from './migrations.js';
 import type { Database, JobRow, OutboxRow, UserRow } from './schema.js';
@@ -284,8 +284,17 @@ export abstract class KyselyStore implements Store {
     return { kind: 'not_holder', job };
   }
 
+  /**
+   * Run one of the hot statements (claim, heartbeat, completion). PostgreSQL runs them as named
+   * prepared statements, heartbeats with asynchronous commit; here, plainly.
+   */
+  protected async executeHot<R>(query: Compilable<R>, _opts: { asyncCommit?: boolean } = {}): Promise<R[]> {
+    return (await this.db.executeQuery(query.compile())).rows;
+  }
+
   async heartbeat({ userId, jobId, machineId, now, progress }: MachineRef & { progress?: Progress }): Promise<Outcome> {
-    const job = await this.db
+    const [job] = await this.executeHot(
+      this.db
       .updateTable('jobs')
       .set((eb) => ({
         heartbeat: now,
@@ -294,8 +303,10 @@ export abstract class KyselyStore implements Store {
         ...(progress ? { progress: JSON.stringify(progress) } : {}),
       }))
       .$call(heldBy({ userId, jobId, machineId }))
-      .returningAll()
-      .executeTakeFirst();
+      .returningAll(),
+      // A heartbeat lost in a database crash only makes its lease look a few ms older.
+      { asyncCommit: true },
+    );
     if (job) return { kind: 'applied', job };
     return this.explain(userId, jobId, () => false);
   }

@@ -1,7 +1,8 @@
 // PostgreSQL, for several coordinator processes on one database. Claims lock their candidate
 // row with FOR UPDATE SKIP LOCKED; wake-ups travel between processes by LISTEN/NOTIFY.
+import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { Kysely, PostgresDialect, sql, type SelectQueryBuilder, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql, type Compilable, type CompiledQuery, type SelectQueryBuilder, type Transaction } from 'kysely';
 import { KyselyStore } from './kysely-store.js';
 import type { Database } from './schema.js';
 import type { ClaimRequest, MachineRef, Outcome, WorkSignal } from './types.js';
@@ -36,14 +37,30 @@ export class PostgresStore extends KyselyStore {
     db: Kysely<Database>,
     leaseFactor: number,
     private readonly opts: PostgresOptions,
+    private readonly pool: pg.Pool,
+    /** connections with synchronous_commit off, for heartbeats only */
+    private readonly relaxedPool: pg.Pool,
   ) {
     super(db, leaseFactor);
   }
 
   static open(opts: PostgresOptions): PostgresStore {
     const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, types });
-    pool.on('error', (err) => opts.onError?.(err));
-    return new PostgresStore(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), opts.leaseFactor, opts);
+    const relaxedPool = new pg.Pool({ connectionString: opts.url, max: 4, types, options: '-c synchronous_commit=off' });
+    for (const p of [pool, relaxedPool]) p.on('error', (err) => opts.onError?.(err));
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    return new PostgresStore(db, opts.leaseFactor, opts, pool, relaxedPool);
+  }
+
+  /** Hot statements as named prepared statements: parsed and planned once per connection. */
+  protected override async executeHot<R>(query: Compilable<R>, opts: { asyncCommit?: boolean } = {}): Promise<R[]> {
+    return this.runPrepared(query.compile(), opts.asyncCommit ? this.relaxedPool : this.pool);
+  }
+
+  private async runPrepared<R>(compiled: CompiledQuery<R>, pool: pg.Pool = this.pool): Promise<R[]> {
+    const name = `drover_${createHash('sha1').update(compiled.sql).digest('hex').slice(0, 24)}`;
+    const res = await pool.query({ name, text: compiled.sql, values: compiled.parameters as unknown[] });
+    return res.rows as R[];
   }
 
   override async migrate(): Promise<void> {
@@ -117,7 +134,7 @@ export class PostgresStore extends KyselyStore {
       .select(['user_id', 'container_group_id'])
       .distinct()
       .where((eb) =>
-        eb.or([eb('status', '=', 'pending'), eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<=', now)])]),
+        eb.or([eb('status', '=', 'pending'), eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<', now)])]),
       )
       .execute();
     for (const g of groups) this.work.emit('work', { userId: g.user_id, groupId: g.container_group_id });
@@ -126,6 +143,7 @@ export class PostgresStore extends KyselyStore {
   override async close(): Promise<void> {
     this.closed = true;
     await this.listener?.end().catch(() => undefined);
+    await this.relaxedPool.end().catch(() => undefined);
     await super.close();
   }
 
@@ -140,7 +158,7 @@ export class PostgresStore extends KyselyStore {
         ${status === 'running' ? sql`and lease_expires_at < ${now}` : sql``}
         and not exists (select 1 from job_bans b where b.job_id = jobs.id and b.machine_id = ${machineId})
       order by created, seq limit 1 for update skip locked`;
-    const { rows } = await sql<JobRow & { prev_status: string; prev_machine: string | null; prev_attempt: number }>`
+    const rows = await this.runPrepared(sql<JobRow & { prev_status: string; prev_machine: string | null; prev_attempt: number }>`
       with candidate as (
         select id, status as prev_status, machine_id as prev_machine, attempt as prev_attempt from jobs
         where id = coalesce((${candidate('running')}), (${candidate('pending')}))
@@ -167,7 +185,7 @@ export class PostgresStore extends KyselyStore {
           'pending', 0, ${now}, 0, ${now}
         from claimed where webhook is not null
       )
-      select * from claimed`.execute(this.db);
+      select * from claimed`.compile(this.db));
     if (!rows[0]) return undefined;
     const { prev_status: _s, prev_machine: _m, prev_attempt: _a, ...job } = rows[0];
     return job;
@@ -175,7 +193,7 @@ export class PostgresStore extends KyselyStore {
 
   /** Completion, its event and its webhook in one statement. */
   override async completeJob({ userId, jobId, machineId, now }: MachineRef): Promise<Outcome> {
-    const { rows } = await sql<JobRow>`
+    const rows = await this.runPrepared(sql<JobRow>`
       with done as (
         update jobs set status = 'completed', completed = ${now}, lease_expires_at = 0
         where id = ${jobId} and user_id = ${userId} and status = 'running' and machine_id = ${machineId}
@@ -190,7 +208,7 @@ export class PostgresStore extends KyselyStore {
           'pending', 0, ${now}, 0, ${now}
         from done where webhook is not null
       )
-      select * from done`.execute(this.db);
+      select * from done`.compile(this.db));
     if (rows[0]) return { kind: 'applied', job: rows[0] };
     return this.explain(userId, jobId, (j) => j.status === 'completed' && j.machine_id === machineId);
   }
