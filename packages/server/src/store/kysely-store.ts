@@ -3,9 +3,10 @@
 // What differs between SQLite and PostgreSQL (row locking for claims, how wake-ups cross
 // processes) is left to the two subclasses.
 import { EventEmitter } from 'node:events';
-import { Migrator, sql, type Compilable, type Kysely, type SelectQueryBuilder, type Transaction, type UpdateQueryBuilder } from 'kysely';
+import { Migrator, sql, type CompiledQuery, type Kysely, type SelectQueryBuilder, type Transaction, type UpdateQueryBuilder } from 'kysely';
 import type { Progress } from '@drover/protocol';
 import { CodeMigrationProvider, type Dialect } from './migrations.js';
+import { QueryTemplate } from './query-template.js';
 import type { Database, JobRow, OutboxRow, UserRow } from './schema.js';
 import type {
   ClaimRequest,
@@ -31,6 +32,13 @@ function heldBy(ref: { userId: string; jobId: string; machineId: string }) {
       .where('machine_id', '=', ref.machineId);
 }
 
+interface CandidateRow {
+  id: string;
+  status: string;
+  machine_id: string | null;
+  attempt: number;
+}
+
 /** The webhook events a transition can owe, with the body Kelpie sends. */
 type WebhookEvent = 'running' | 'completed' | 'failed' | 'canceled';
 
@@ -46,6 +54,91 @@ export abstract class KyselyStore implements Store {
   ) {
     this.leaseMsPerIntervalSecond = Math.round(leaseFactor * 1000);
     this.work.setMaxListeners(0);
+  }
+
+  /** The hot statements, compiled once (see QueryTemplate). */
+  protected readonly hot = {
+    candidate: {
+      running: this.candidateTemplate('running'),
+      pending: this.candidateTemplate('pending'),
+    },
+    claim: new QueryTemplate((machineId: string, now: number, id: string) =>
+      this.db
+        .updateTable('jobs')
+        .set((eb) => ({
+          status: 'running',
+          machine_id: machineId,
+          heartbeat: now,
+          lease_expires_at: this.leaseExpiry(now),
+          started: eb.fn.coalesce('started', sql<number>`cast(${now} as bigint)`),
+          attempt: eb('attempt', '+', 1),
+        }))
+        .where('id', '=', id)
+        // still claimable: another claimer may have taken it since it was read
+        .where((eb) =>
+          eb.or([eb('status', '=', 'pending'), eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<', now)])]),
+        )
+        .returningAll(),
+    ),
+    event: new QueryTemplate((jobId: string, at: number, type: string, machineId: string | null, attempt: number) =>
+      this.db.insertInto('job_events').values({ job_id: jobId, at, type, machine_id: machineId, attempt }),
+    ),
+    heartbeat: new QueryTemplate((now: number, userId: string, jobId: string, machineId: string) =>
+      this.db
+        .updateTable('jobs')
+        .set((eb) => ({ heartbeat: now, lease_expires_at: this.leaseExpiry(now), num_heartbeats: eb('num_heartbeats', '+', 1) }))
+        .$call(heldBy({ userId, jobId, machineId }))
+        .returningAll(),
+    ),
+    heartbeatWithProgress: new QueryTemplate(
+      (now: number, progress: string, userId: string, jobId: string, machineId: string) =>
+        this.db
+          .updateTable('jobs')
+          .set((eb) => ({
+            heartbeat: now,
+            lease_expires_at: this.leaseExpiry(now),
+            num_heartbeats: eb('num_heartbeats', '+', 1),
+            progress,
+          }))
+          .$call(heldBy({ userId, jobId, machineId }))
+          .returningAll(),
+    ),
+    complete: new QueryTemplate((now: number, userId: string, jobId: string, machineId: string) =>
+      this.db
+        .updateTable('jobs')
+        .set({ status: 'completed', completed: now, lease_expires_at: 0 })
+        .$call(heldBy({ userId, jobId, machineId }))
+        .returningAll(),
+    ),
+  };
+
+  /** The oldest claimable job of one kind: running with a lapsed lease, or pending; never a banned one. */
+  private candidateTemplate(status: 'running' | 'pending') {
+    return new QueryTemplate((userId: string, groupId: string, now: number, machineId: string) =>
+      this.lockCandidate(
+        this.db
+          .selectFrom('jobs')
+          .select(['id', 'status', 'machine_id', 'attempt'])
+          .where('user_id', '=', userId)
+          .where('container_group_id', '=', groupId)
+          .where('status', '=', status)
+          // lapsed: no heartbeat for longer than the lease timeout
+          .$if(status === 'running', (qb) => qb.where('lease_expires_at', '<', now))
+          .where(({ not, exists, selectFrom }) =>
+            not(
+              exists(
+                selectFrom('job_bans')
+                  .select('job_bans.job_id')
+                  .whereRef('job_bans.job_id', '=', 'jobs.id')
+                  .where('job_bans.machine_id', '=', machineId),
+              ),
+            ),
+          )
+          .orderBy('created')
+          .orderBy('seq')
+          .limit(1),
+      ),
+    );
   }
 
   /** PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers never wait on or share a row. */
@@ -106,10 +199,7 @@ export abstract class KyselyStore implements Store {
     machineId: string | null,
     at: number,
   ): Promise<void> {
-    await trx
-      .insertInto('job_events')
-      .values({ job_id: job.id, at, type, machine_id: machineId, attempt: job.attempt })
-      .execute();
+    await trx.executeQuery(this.hot.event.bind(job.id, at, type, machineId, job.attempt));
   }
 
   private async oweWebhook(trx: Transaction<Database>, job: JobRow, event: WebhookEvent, now: number): Promise<void> {
@@ -214,53 +304,13 @@ export abstract class KyselyStore implements Store {
     // (or another SQLite connection) taking the candidate between our SELECT and UPDATE.
     for (let tries = 0; tries < 8; tries++) {
       const result = await this.transition(async (trx, _signals) => {
-        const candidates = (status: 'running' | 'pending') =>
-          this.lockCandidate(
-            trx
-              .selectFrom('jobs')
-              .select(['id', 'status', 'machine_id', 'attempt'])
-              .where('user_id', '=', userId)
-              .where('container_group_id', '=', groupId)
-              .where('status', '=', status)
-              // lapsed: no heartbeat for longer than the lease timeout
-              .$if(status === 'running', (qb) => qb.where('lease_expires_at', '<', now))
-              .where(({ not, exists, selectFrom }) =>
-                not(
-                  exists(
-                    selectFrom('job_bans')
-                      .select('job_bans.job_id')
-                      .whereRef('job_bans.job_id', '=', 'jobs.id')
-                      .where('job_bans.machine_id', '=', machineId),
-                  ),
-                ),
-              )
-              .orderBy('created')
-              .orderBy('seq')
-              .limit(1),
-          ).executeTakeFirst();
+        const candidates = async (status: 'running' | 'pending') =>
+          (await trx.executeQuery(this.hot.candidate[status].bind<CandidateRow>(userId, groupId, now, machineId))).rows[0];
         // Orphaned running jobs first: resume work in flight before starting new work.
         const candidate = (await candidates('running')) ?? (await candidates('pending'));
         if (!candidate) return null;
 
-        const claimed = await trx
-          .updateTable('jobs')
-          .set((eb) => ({
-            status: 'running',
-            machine_id: machineId,
-            heartbeat: now,
-            lease_expires_at: this.leaseExpiry(now),
-            started: eb.fn.coalesce('started', sql<number>`cast(${now} as bigint)`),
-            attempt: eb('attempt', '+', 1),
-          }))
-          .where('id', '=', candidate.id)
-          .where((eb) =>
-            eb.or([
-              eb('status', '=', 'pending'),
-              eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<', now)]),
-            ]),
-          )
-          .returningAll()
-          .executeTakeFirst();
+        const [claimed] = (await trx.executeQuery(this.hot.claim.bind<JobRow>(machineId, now, candidate.id))).rows;
         if (!claimed) return undefined;
 
         if (candidate.status === 'running' && candidate.machine_id !== null) {
@@ -288,22 +338,15 @@ export abstract class KyselyStore implements Store {
    * Run one of the hot statements (claim, heartbeat, completion). PostgreSQL runs them as named
    * prepared statements, heartbeats with asynchronous commit; here, plainly.
    */
-  protected async executeHot<R>(query: Compilable<R>, _opts: { asyncCommit?: boolean } = {}): Promise<R[]> {
-    return (await this.db.executeQuery(query.compile())).rows;
+  protected async executeHot<R>(query: CompiledQuery<R>, _opts: { asyncCommit?: boolean } = {}): Promise<R[]> {
+    return (await this.db.executeQuery(query)).rows;
   }
 
   async heartbeat({ userId, jobId, machineId, now, progress }: MachineRef & { progress?: Progress }): Promise<Outcome> {
     const [job] = await this.executeHot(
-      this.db
-      .updateTable('jobs')
-      .set((eb) => ({
-        heartbeat: now,
-        lease_expires_at: this.leaseExpiry(now),
-        num_heartbeats: eb('num_heartbeats', '+', 1),
-        ...(progress ? { progress: JSON.stringify(progress) } : {}),
-      }))
-      .$call(heldBy({ userId, jobId, machineId }))
-      .returningAll(),
+      progress
+        ? this.hot.heartbeatWithProgress.bind<JobRow>(now, JSON.stringify(progress), userId, jobId, machineId)
+        : this.hot.heartbeat.bind<JobRow>(now, userId, jobId, machineId),
       // A heartbeat lost in a database crash only makes its lease look a few ms older.
       { asyncCommit: true },
     );
@@ -313,12 +356,7 @@ export abstract class KyselyStore implements Store {
 
   async completeJob({ userId, jobId, machineId, now }: MachineRef): Promise<Outcome> {
     const job = await this.transition(async (trx) => {
-      const done = await trx
-        .updateTable('jobs')
-        .set({ status: 'completed', completed: now, lease_expires_at: 0 })
-        .$call(heldBy({ userId, jobId, machineId }))
-        .returningAll()
-        .executeTakeFirst();
+      const [done] = (await trx.executeQuery(this.hot.complete.bind<JobRow>(now, userId, jobId, machineId))).rows;
       if (done) {
         await this.addEvent(trx, done, 'completed', machineId, now);
         await this.oweWebhook(trx, done, 'completed', now);

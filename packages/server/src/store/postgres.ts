@@ -2,7 +2,7 @@
 // row with FOR UPDATE SKIP LOCKED; wake-ups travel between processes by LISTEN/NOTIFY.
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { Kysely, PostgresDialect, sql, type Compilable, type CompiledQuery, type SelectQueryBuilder, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql, type CompiledQuery, type SelectQueryBuilder, type Transaction } from 'kysely';
 import { KyselyStore } from './kysely-store.js';
 import type { Database } from './schema.js';
 import type { ClaimRequest, MachineRef, Outcome, WorkSignal } from './types.js';
@@ -53,8 +53,8 @@ export class PostgresStore extends KyselyStore {
   }
 
   /** Hot statements as named prepared statements: parsed and planned once per connection. */
-  protected override async executeHot<R>(query: Compilable<R>, opts: { asyncCommit?: boolean } = {}): Promise<R[]> {
-    return this.runPrepared(query.compile(), opts.asyncCommit ? this.relaxedPool : this.pool);
+  protected override async executeHot<R>(query: CompiledQuery<R>, opts: { asyncCommit?: boolean } = {}): Promise<R[]> {
+    return this.runPrepared(query, opts.asyncCommit ? this.relaxedPool : this.pool);
   }
 
   private async runPrepared<R>(compiled: CompiledQuery<R>, pool: pg.Pool = this.pool): Promise<R[]> {

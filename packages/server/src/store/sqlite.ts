@@ -3,13 +3,24 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect, type SelectQueryBuilder } from 'kysely';
+import { Kysely, SqliteDialect, type CompiledQuery, type SelectQueryBuilder, type Transaction } from 'kysely';
 import { KyselyStore } from './kysely-store.js';
 import type { Database } from './schema.js';
 import type { WorkSignal } from './types.js';
 
+/** Most transitions one group commit takes. */
+const MAX_BATCH = 128;
+
+interface QueuedTransition {
+  fn: (trx: Transaction<Database>, signals: WorkSignal[]) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
 export class SqliteStore extends KyselyStore {
   readonly kind = 'sqlite' as const;
+  private readonly queue: QueuedTransition[] = [];
+  private draining = false;
 
   static open(file: string, leaseFactor: number): SqliteStore {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -46,6 +57,60 @@ export class SqliteStore extends KyselyStore {
         await new Promise((r) => setTimeout(r, 100 * attempt));
       }
     }
+  }
+
+  /**
+   * Group commit. SQLite has one writer, and a commit's WAL writes cost more than the statements
+   * before it: transitions that arrive while one transaction runs are run together in the next,
+   * and each is answered only after that transaction has committed. Should one of them throw,
+   * the batch is rolled back and each is run again in a transaction of its own, so one failure
+   * never undoes another (a transition only reads and writes the database, so a re-run is safe).
+   */
+  protected override transition<T>(fn: (trx: Transaction<Database>, signals: WorkSignal[]) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.draining) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, MAX_BATCH);
+        if (batch.length > 1 && (await this.commitTogether(batch))) continue;
+        for (const item of batch) await this.commitTogether([item]);
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** Run the items in one transaction; false (nothing settled) if one threw and there were several. */
+  private async commitTogether(batch: QueuedTransition[]): Promise<boolean> {
+    const results: { value: unknown; signals: WorkSignal[] }[] = [];
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        for (const item of batch) {
+          const signals: WorkSignal[] = [];
+          results.push({ value: await item.fn(trx, signals), signals });
+        }
+      });
+    } catch (err) {
+      if (batch.length > 1) return false;
+      batch[0]!.reject(err);
+      return true;
+    }
+    batch.forEach((item, i) => {
+      this.publishAfterCommit(results[i]!.signals);
+      item.resolve(results[i]!.value);
+    });
+    return true;
+  }
+
+  /** Heartbeats join the group commit too. */
+  protected override executeHot<R>(query: CompiledQuery<R>): Promise<R[]> {
+    return this.transition(async (trx) => (await trx.executeQuery(query)).rows);
   }
 
   protected lockCandidate<O>(qb: SelectQueryBuilder<Database, 'jobs', O>) {
