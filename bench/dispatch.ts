@@ -19,8 +19,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { DroverClient, type Machine } from '@drover/sdk';
 import type { Job } from '@drover/protocol';
-import { freshDatabase, type StoreKind } from '../test/helpers/server.js';
-import { startBenchServer, type BenchServer } from './server-process.js';
+import { freshDatabase, spawnServer, type ServerProcess, type StoreKind } from '../test/helpers/server.js';
 
 const TARGETS = { sqlite: { cyclesPerSecond: 1000 }, postgres: { cyclesPerSecond: 500 }, submitToClaimP50Ms: 50 };
 const BATCH = 1000;
@@ -140,7 +139,7 @@ function backendCpuSince(before: Map<number, number>, after: Map<number, number>
 }
 
 /** Phase 1: workers loop claim → heartbeat → completed until the queue is empty. */
-async function throughput(client: DroverClient, server: BenchServer, database: string, group: string) {
+async function throughput(client: DroverClient, server: ServerProcess, database: string, group: string) {
   const pgUrl = /^postgres(ql)?:\/\//.test(database) ? database : undefined;
   const claimMs: number[] = [];
   const cycleMs: number[] = [];
@@ -148,7 +147,7 @@ async function throughput(client: DroverClient, server: BenchServer, database: s
   let completed = 0;
   let lastDone = 0;
   const dbCpu0 = pgUrl ? await backendCpu(pgUrl) : undefined;
-  const serverCpu0 = processCpuMs(server.pid);
+  const serverCpu0 = processCpuMs(server.proc.pid!);
   const loadgenCpu0 = process.cpuUsage();
   const start = performance.now();
   const worker = async (i: number) => {
@@ -173,7 +172,7 @@ async function throughput(client: DroverClient, server: BenchServer, database: s
   };
   await Promise.all(Array.from({ length: opts.workers }, (_, i) => worker(i)));
   const wallMs = lastDone - start;
-  const serverCpu1 = processCpuMs(server.pid);
+  const serverCpu1 = processCpuMs(server.proc.pid!);
   const loadgenCpu = process.cpuUsage(loadgenCpu0);
   const dbCpu = pgUrl && dbCpu0 ? backendCpuSince(dbCpu0, await backendCpu(pgUrl)) : undefined;
   return {
@@ -202,7 +201,7 @@ async function waitForLongPolls(url: string, n: number): Promise<void> {
 }
 
 /** Phase 2: idle long-polling workers; jobs submitted one at a time; submit → claim latency. */
-async function submitToClaim(client: DroverClient, server: BenchServer, group: string) {
+async function submitToClaim(client: DroverClient, server: ServerProcess, group: string) {
   const submittedAt = new Map<string, number>();
   const latencies: number[] = [];
   const claimedBy = new Map<string, string>();
@@ -281,7 +280,7 @@ async function runStore(kind: StoreKind): Promise<Result> {
   const db = await freshDatabase(kind);
   const adminKey = `admin-${randomBytes(12).toString('hex')}`;
   const nodeArgs = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${opts.profile}`] : [];
-  const server = await startBenchServer({ database: db.database, adminKey, nodeArgs });
+  const server = await spawnServer({ database: db.database, adminKey, nodeArgs });
   let stopLongPolls: (() => Promise<void>) | undefined;
   try {
     const admin = new DroverClient({ url: server.url, key: adminKey, retries: 0 });

@@ -100,6 +100,9 @@ export async function spawnServer(args: {
   port?: number;
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /** flags for node itself, e.g. --cpu-prof (which NODE_OPTIONS does not allow) */
+  nodeArgs?: string[];
+  logLevel?: string;
 }): Promise<ServerProcess> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...args.env };
   if (args.adminKey !== undefined) env.DROVER_ADMIN_KEY = args.adminKey;
@@ -107,6 +110,7 @@ export async function spawnServer(args: {
   const proc = spawn(
     process.execPath,
     [
+      ...(args.nodeArgs ?? []),
       DROVER_BIN,
       'server',
       '--port',
@@ -116,7 +120,7 @@ export async function spawnServer(args: {
       '--database',
       args.database,
       '--log-level',
-      'warn',
+      args.logLevel ?? 'warn',
       '--allow-private-webhooks',
       ...(args.extraArgs ?? []),
     ],

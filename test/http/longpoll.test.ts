@@ -7,32 +7,17 @@ import type { Store } from '@drover/server';
 import { DroverApiError, type DroverClient, type Job } from '@drover/sdk';
 import { PG_ADMIN_URL } from '../helpers/pg.js';
 import { STORES, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
+import { waitFor, waitingLongPolls } from '../helpers/wait.js';
 
 /** Far below any `wait` the tests use: a waiter answered sooner was woken, not timed out. */
 const WOKEN_WITHIN_MS = 10_000;
 const LONG_WAIT_S = 20;
 
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** How many long-polls the server holds right now (its /metrics gauge). */
-async function waiting(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const m = /^drover_longpoll_waiting (\d+)/m.exec(text);
-  assert.ok(m, 'the server reports drover_longpoll_waiting');
-  return Number(m[1]);
-}
-
 /** Start a long-poll and resolve once the server holds it; the result says when it was answered. */
 async function parkWaiter(srv: TestServer, client: DroverClient, machine_id: string, container_group_id: string, wait: number) {
-  const before = await waiting(srv.url);
+  const before = await waitingLongPolls(srv.url);
   const answer = client.claimWork({ machine_id, container_group_id }, wait).then((job) => ({ job, at: Date.now() }));
-  await waitFor('the long-poll to be parked', async () => (await waiting(srv.url)) > before);
+  await waitFor('the long-poll to be parked', async () => (await waitingLongPolls(srv.url)) > before);
   return { answer };
 }
 

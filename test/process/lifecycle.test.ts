@@ -11,21 +11,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DroverClient, type Job } from '@drover/sdk';
 import { DROVER_BIN, STORES, freshDatabase, spawnServer, type ServerProcess } from '../helpers/server.js';
+import { waitFor, waitingLongPolls } from '../helpers/wait.js';
 
 const ADMIN_KEY_RE = /drv_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/g;
-
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function waiting(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return Number(/^drover_longpoll_waiting (\d+)/m.exec(text)?.[1] ?? NaN);
-}
 
 function client(url: string, key: string): DroverClient {
   return new DroverClient({ url, key, retries: 0 });
@@ -145,7 +133,7 @@ describe('drover server: shutdown', () => {
         const longPoll = admin
           .request<Job[]>('GET', '/work', { query: { machine_id: 'm', container_group_id: 'g', wait: 30 }, extraTimeoutMs: 30_000 })
           .then((jobs) => ({ jobs, at: Date.now() }));
-        await waitFor('the long-poll to be parked', async () => (await waiting(server!.url)) === 1);
+        await waitFor('the long-poll to be parked', async () => (await waitingLongPolls(server!.url)) === 1);
         const inFlight = await heldRequest(server.url, adminKey, '/jobs', { command: 'echo', container_group_id: 'g' });
 
         const exited = once(server.proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;

@@ -5,22 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { DroverClient, type Job } from '@drover/sdk';
 import { freshDatabase, spawnServer, type ServerProcess } from '../helpers/server.js';
-
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** How many long-polls a coordinator holds right now (its /metrics gauge). */
-async function waiting(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const m = /^drover_longpoll_waiting (\d+)/m.exec(text);
-  assert.ok(m, 'the server reports drover_longpoll_waiting');
-  return Number(m[1]);
-}
+import { waitFor, waitingLongPolls } from '../helpers/wait.js';
 
 describe('two coordinator processes on one PostgreSQL database', () => {
   const adminKey = `admin-${randomBytes(12).toString('hex')}`;
@@ -57,10 +42,10 @@ describe('two coordinator processes on one PostgreSQL database', () => {
   });
 
   test('a machine long-polling one coordinator is handed a job submitted through the other at once', async () => {
-    const parked = await waiting(b.url);
+    const parked = await waitingLongPolls(b.url);
     const started = Date.now();
     const answer = viaB.claimWork({ machine_id: 'on-b', container_group_id: 'notify' }, 20).then((job) => ({ job, at: Date.now() }));
-    await waitFor('the long-poll to be parked on B', async () => (await waiting(b.url)) > parked);
+    await waitFor('the long-poll to be parked on B', async () => (await waitingLongPolls(b.url)) > parked);
     const submitted = Date.now();
     const job = await viaA.createJob({ command: 'echo', container_group_id: 'notify' });
     const { job: got, at } = await answer;
@@ -74,9 +59,9 @@ describe('two coordinator processes on one PostgreSQL database', () => {
     const holder = { machine_id: 'holder-on-a', container_group_id: 'notify-release' };
     const job = await viaA.createJob({ command: 'echo', container_group_id: holder.container_group_id });
     assert.equal((await viaA.claimWork(holder))?.id, job.id);
-    const parked = await waiting(b.url);
+    const parked = await waitingLongPolls(b.url);
     const answer = viaB.claimWork({ machine_id: 'on-b', container_group_id: holder.container_group_id }, 20).then((j) => ({ job: j, at: Date.now() }));
-    await waitFor('the long-poll to be parked on B', async () => (await waiting(b.url)) > parked);
+    await waitFor('the long-poll to be parked on B', async () => (await waitingLongPolls(b.url)) > parked);
     const released = Date.now();
     await viaA.releaseJob(job.id, holder);
     const { job: got, at } = await answer;

@@ -21,6 +21,16 @@ const types = {
   },
 };
 
+/** A CTE step owing the webhook `event` for each row of the CTE `source` that has a webhook URL. */
+function oweWebhook(source: 'claimed' | 'done', event: 'running' | 'completed', now: number) {
+  return sql`
+    insert into webhook_outbox (user_id, job_id, url, event, body, state, attempts, next_attempt_at, locked_until, created)
+    select user_id, id, webhook, ${event},
+      json_build_object('status', ${event}::text, 'job_id', id, 'machine_id', machine_id, 'container_group_id', container_group_id)::text,
+      'pending', 0, ${now}, 0, ${now}
+    from ${sql.table(source)} where webhook is not null`;
+}
+
 export interface PostgresOptions {
   url: string;
   leaseFactor: number;
@@ -178,13 +188,7 @@ export class PostgresStore extends KyselyStore {
           union all
           select 2, id, 'claimed', machine_id, attempt from claimed
         ) e order by ord
-      ), owed as (
-        insert into webhook_outbox (user_id, job_id, url, event, body, state, attempts, next_attempt_at, locked_until, created)
-        select user_id, id, webhook, 'running',
-          json_build_object('status', 'running', 'job_id', id, 'machine_id', machine_id, 'container_group_id', container_group_id)::text,
-          'pending', 0, ${now}, 0, ${now}
-        from claimed where webhook is not null
-      )
+      ), owed as (${oweWebhook('claimed', 'running', now)})
       select * from claimed`.compile(this.db));
     if (!rows[0]) return undefined;
     const { prev_status: _s, prev_machine: _m, prev_attempt: _a, ...job } = rows[0];
@@ -201,13 +205,7 @@ export class PostgresStore extends KyselyStore {
       ), events as (
         insert into job_events (job_id, at, type, machine_id, attempt)
         select id, ${now}, 'completed', machine_id, attempt from done
-      ), owed as (
-        insert into webhook_outbox (user_id, job_id, url, event, body, state, attempts, next_attempt_at, locked_until, created)
-        select user_id, id, webhook, 'completed',
-          json_build_object('status', 'completed', 'job_id', id, 'machine_id', machine_id, 'container_group_id', container_group_id)::text,
-          'pending', 0, ${now}, 0, ${now}
-        from done where webhook is not null
-      )
+      ), owed as (${oweWebhook('done', 'completed', now)})
       select * from done`.compile(this.db));
     if (rows[0]) return { kind: 'applied', job: rows[0] };
     return this.explain(userId, jobId, (j) => j.status === 'completed' && j.machine_id === machineId);
