@@ -85,6 +85,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     keepAliveTimeout: 72_000,
     requestTimeout: 120_000,
     forceCloseConnections: 'idle',
+    // Workers heartbeat all day: one log line per request belongs at debug level (onResponse below).
+    disableRequestLogging: true,
     // Path parameters are checked by their schemas (a container group id may be 256 characters);
     // the router's own limit (100 by default) would answer 414 before validation.
     routerOptions: { maxParamLength: 2048 },
@@ -155,6 +157,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.addHook('onResponse', async (req, reply) => {
+    if (req.log.level === 'debug' || req.log.level === 'trace') {
+      req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+    }
     options.metrics.requests.observe(
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
