@@ -85,6 +85,26 @@ for (const kind of STORES) {
       return { userId, group, create, one, claim, ref, get, events };
     }
 
+    test('a transition that fails undoes nothing of the transitions committed with it', async () => {
+      // SQLite commits concurrent transitions together: a failing one must not take the others down.
+      const f = await fixture();
+      const taken = await f.one();
+      const clash: NewJob = { ...newJob(f.group), id: taken.id }; // the same id again: refused
+      const [first, duplicate, second, claim] = await Promise.allSettled([
+        f.create(2),
+        store.createJobs(f.userId, [clash], T0),
+        f.create(3),
+        f.claim('m1', T0 + 1),
+      ]);
+      assert.equal(first.status, 'fulfilled');
+      assert.equal(duplicate.status, 'rejected');
+      assert.equal(second.status, 'fulfilled');
+      assert.equal(claim.status, 'fulfilled');
+      const all = await store.listJobs({ userId: f.userId, limit: 100, offset: 0, asc: true });
+      assert.equal(all.length, 6, 'the first job, then 2 + 3 more; not the duplicate');
+      assert.equal(all.filter((j) => j.status === 'running').length, 1);
+    });
+
     test('a job is claimable only by its own user and its own container group', async () => {
       const a = await fixture();
       const b = await fixture();

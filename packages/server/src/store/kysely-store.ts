@@ -58,10 +58,15 @@ export abstract class KyselyStore implements Store {
 
   /** The hot statements, compiled once (see QueryTemplate). */
   protected readonly hot = {
-    candidate: {
-      running: this.candidateTemplate('running'),
-      pending: this.candidateTemplate('pending'),
-    },
+    // Orphaned running jobs first (resume work in flight), then pending ones: one statement.
+    candidate: new QueryTemplate((userId: string, groupId: string, now: number, machineId: string) =>
+      this.db
+        .selectFrom(this.candidates('running', userId, groupId, now, machineId).as('orphan'))
+        .selectAll()
+        .unionAll(this.db.selectFrom(this.candidates('pending', userId, groupId, now, machineId).as('fresh')).selectAll())
+        .orderBy('rank')
+        .limit(1),
+    ),
     claim: new QueryTemplate((machineId: string, now: number, id: string) =>
       this.db
         .updateTable('jobs')
@@ -113,38 +118,31 @@ export abstract class KyselyStore implements Store {
   };
 
   /** The oldest claimable job of one kind: running with a lapsed lease, or pending; never a banned one. */
-  private candidateTemplate(status: 'running' | 'pending') {
-    return new QueryTemplate((userId: string, groupId: string, now: number, machineId: string) =>
-      this.lockCandidate(
-        this.db
-          .selectFrom('jobs')
-          .select(['id', 'status', 'machine_id', 'attempt'])
-          .where('user_id', '=', userId)
-          .where('container_group_id', '=', groupId)
-          .where('status', '=', status)
-          // lapsed: no heartbeat for longer than the lease timeout
-          .$if(status === 'running', (qb) => qb.where('lease_expires_at', '<', now))
-          .where(({ not, exists, selectFrom }) =>
-            not(
-              exists(
-                selectFrom('job_bans')
-                  .select('job_bans.job_id')
-                  .whereRef('job_bans.job_id', '=', 'jobs.id')
-                  .where('job_bans.machine_id', '=', machineId),
-              ),
-            ),
-          )
-          .orderBy('created')
-          .orderBy('seq')
-          .limit(1),
-      ),
-    );
+  private candidates(status: 'running' | 'pending', userId: string, groupId: string, now: number, machineId: string) {
+    return this.db
+      .selectFrom('jobs')
+      .select(['id', 'status', 'machine_id', 'attempt', sql<number>`${sql.lit(status === 'running' ? 0 : 1)}`.as('rank')])
+      .where('user_id', '=', userId)
+      .where('container_group_id', '=', groupId)
+      .where('status', '=', status)
+      // running: lapsed (no heartbeat for longer than the lease timeout); pending: never leased
+      .$if(status === 'running', (qb) => qb.where('lease_expires_at', '<', now))
+      .$if(status === 'pending', (qb) => qb.where('lease_expires_at', '=', 0))
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('job_bans')
+              .select('job_bans.job_id')
+              .whereRef('job_bans.job_id', '=', 'jobs.id')
+              .where('job_bans.machine_id', '=', machineId),
+          ),
+        ),
+      )
+      .orderBy('created')
+      .orderBy('seq')
+      .limit(1);
   }
 
-  /** PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers never wait on or share a row. */
-  protected abstract lockCandidate<O>(
-    qb: SelectQueryBuilder<Database, 'jobs', O>,
-  ): SelectQueryBuilder<Database, 'jobs', O>;
   /** Make the signals reach every process, inside the transaction (delivered on commit) … */
   protected abstract publishInTransaction(trx: Transaction<Database>, signals: WorkSignal[]): Promise<void>;
   /** … or in this process after commit. */
@@ -300,14 +298,13 @@ export abstract class KyselyStore implements Store {
   }
 
   async claimJob({ userId, machineId, groupId, now }: ClaimRequest): Promise<JobRow | undefined> {
-    // The guarded UPDATE below makes a lost race harmless; a few retries cover another process
-    // (or another SQLite connection) taking the candidate between our SELECT and UPDATE.
+    // (PostgreSQL replaces this with one statement that locks its candidate, SKIP LOCKED.)
+    // The guarded UPDATE below makes a lost race harmless; a few retries cover another
+    // connection taking the candidate between our SELECT and UPDATE.
     for (let tries = 0; tries < 8; tries++) {
       const result = await this.transition(async (trx, _signals) => {
-        const candidates = async (status: 'running' | 'pending') =>
-          (await trx.executeQuery(this.hot.candidate[status].bind<CandidateRow>(userId, groupId, now, machineId))).rows[0];
         // Orphaned running jobs first: resume work in flight before starting new work.
-        const candidate = (await candidates('running')) ?? (await candidates('pending'));
+        const [candidate] = (await trx.executeQuery(this.hot.candidate.bind<CandidateRow>(userId, groupId, now, machineId))).rows;
         if (!candidate) return null;
 
         const [claimed] = (await trx.executeQuery(this.hot.claim.bind<JobRow>(machineId, now, candidate.id))).rows;

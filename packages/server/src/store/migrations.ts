@@ -55,11 +55,13 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('progress', 'text')
           .addColumn('spec', 'text', (c) => c.notNull())
           .execute();
-        // The claim walks this index in order: one group's claimable jobs, oldest first.
+        // The claim's index. Pending jobs all have lease_expires_at = 0, so for them it is in
+        // (created, seq) order: the oldest is the first entry. For running jobs it is a range on
+        // lease_expires_at: only the lapsed ones are read, however many are running.
         await db.schema
           .createIndex('jobs_claim_idx')
           .on('jobs')
-          .columns(['user_id', 'container_group_id', 'status', 'created', 'seq'])
+          .columns(['user_id', 'container_group_id', 'status', 'lease_expires_at', 'created', 'seq'])
           .execute();
         await db.schema.createIndex('jobs_list_idx').on('jobs').columns(['user_id', 'created', 'seq']).execute();
 

@@ -165,7 +165,7 @@ export class PostgresStore extends KyselyStore {
     const candidate = (status: 'running' | 'pending') => sql`
       select id from jobs
       where user_id = ${userId} and container_group_id = ${groupId} and status = ${status}
-        ${status === 'running' ? sql`and lease_expires_at < ${now}` : sql``}
+        ${status === 'running' ? sql`and lease_expires_at < ${now}` : sql`and lease_expires_at = 0`}
         and not exists (select 1 from job_bans b where b.job_id = jobs.id and b.machine_id = ${machineId})
       order by created, seq limit 1 for update skip locked`;
     const rows = await this.runPrepared(sql<JobRow & { prev_status: string; prev_machine: string | null; prev_attempt: number }>`
@@ -209,10 +209,6 @@ export class PostgresStore extends KyselyStore {
       select * from done`.compile(this.db));
     if (rows[0]) return { kind: 'applied', job: rows[0] };
     return this.explain(userId, jobId, (j) => j.status === 'completed' && j.machine_id === machineId);
-  }
-
-  protected lockCandidate<O>(qb: SelectQueryBuilder<Database, 'jobs', O>) {
-    return qb.forUpdate().skipLocked();
   }
 
   protected lockOutbox<O>(qb: SelectQueryBuilder<Database, 'webhook_outbox', O>) {

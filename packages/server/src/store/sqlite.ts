@@ -69,17 +69,23 @@ export class SqliteStore extends KyselyStore {
   protected override transition<T>(fn: (trx: Transaction<Database>, signals: WorkSignal[]) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.draining) void this.drain();
+      if (!this.draining) {
+        this.draining = true;
+        // Start on the next turn of the event loop, so that every request already read joins this commit.
+        setImmediate(() => void this.drain());
+      }
     });
   }
 
   private async drain(): Promise<void> {
-    this.draining = true;
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_BATCH);
-        if (batch.length > 1 && (await this.commitTogether(batch))) continue;
-        for (const item of batch) await this.commitTogether([item]);
+        if (!(batch.length > 1 && (await this.commitTogether(batch)))) {
+          for (const item of batch) await this.commitTogether([item]);
+        }
+        // let the requests that arrived meanwhile be read, so they share the next commit
+        await new Promise((r) => setImmediate(r));
       }
     } finally {
       this.draining = false;
@@ -111,10 +117,6 @@ export class SqliteStore extends KyselyStore {
   /** Heartbeats join the group commit too. */
   protected override executeHot<R>(query: CompiledQuery<R>): Promise<R[]> {
     return this.transition(async (trx) => (await trx.executeQuery(query)).rows);
-  }
-
-  protected lockCandidate<O>(qb: SelectQueryBuilder<Database, 'jobs', O>) {
-    return qb; // the transaction holds SQLite's only write lock; the guarded UPDATE re-checks anyway
   }
 
   protected lockOutbox<O>(qb: SelectQueryBuilder<Database, 'webhook_outbox', O>) {
