@@ -61,8 +61,8 @@ export class SqliteStore extends KyselyStore {
 
   /**
    * Group commit. SQLite has one writer, and a commit's WAL writes cost more than the statements
-   * before it: transitions that arrive while one transaction runs are run together in the next,
-   * and each is answered only after that transaction has committed. Should one of them throw,
+   * before it: transitions queued in one turn of the event loop (or while a transaction runs) are
+   * run together in one transaction, and each is answered only after it has committed. Should one of them throw,
    * the batch is rolled back and each is run again in a transaction of its own, so one failure
    * never undoes another (a transition only reads and writes the database, so a re-run is safe).
    */
