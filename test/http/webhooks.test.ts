@@ -109,6 +109,7 @@ async function expectDeliveries(
       machine_id: want.machine_id,
       container_group_id: job.container_group_id,
     });
+    assert.equal(d.body, JSON.stringify(body), 'the body is compact JSON, the same on both stores');
     assert.equal(d.headers['content-type'], 'application/json');
     assert.equal(d.headers['x-drover-event'], want.status);
     const ts = d.headers['x-drover-timestamp'] as string;

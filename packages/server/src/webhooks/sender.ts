@@ -109,6 +109,8 @@ export class WebhookSender {
       }
       const secret = (await this.secretFor(row.user_id)) ?? '';
       const timestamp = Math.floor(Date.now() / 1000);
+      // One compact form whichever store wrote the row (PostgreSQL's json_build_object adds spaces).
+      const body = JSON.stringify(JSON.parse(row.body));
       const res = await fetch(row.url, {
         method: 'POST',
         headers: {
@@ -116,10 +118,10 @@ export class WebhookSender {
           'user-agent': 'drover-webhooks/1',
           [WEBHOOK_EVENT_HEADER]: row.event,
           [WEBHOOK_TIMESTAMP_HEADER]: String(timestamp),
-          [WEBHOOK_SIGNATURE_HEADER]: signWebhook(secret, timestamp, row.body),
+          [WEBHOOK_SIGNATURE_HEADER]: signWebhook(secret, timestamp, body),
           'x-drover-delivery': String(row.id),
         },
-        body: row.body,
+        body,
         redirect: 'manual',
         signal: AbortSignal.timeout(this.opts.timeoutMs),
       });
