@@ -94,6 +94,25 @@ for (const kind of STORES) {
       assert.ok(at - failed < WOKEN_WITHIN_MS, `answered ${at - failed} ms after the failure`);
     });
 
+    test('one released job wakes one waiter; a woken waiter banned from it hands it on to the next', async () => {
+      const g = group();
+      const [a, b, c] = ['banned', 'other', 'holder'].map((m) => ({ machine_id: m, container_group_id: g }));
+      const job = await u.client.createJob({ command: 'echo', container_group_id: g, max_failures: 5 });
+      assert.equal((await u.client.claimWork(a!))?.id, job.id);
+      await u.client.failJob(job.id, a!); // `banned` may never have it again
+      assert.equal((await u.client.claimWork(c!))?.id, job.id);
+      // `banned` waits longest, so it is the one the release wakes.
+      const banned = await parkWaiter(srv, u.client, a!.machine_id, g, 4);
+      const other = await parkWaiter(srv, u.client, b!.machine_id, g, LONG_WAIT_S);
+      const released = Date.now();
+      await u.client.releaseJob(job.id, c!);
+      const { job: got, at } = await other.answer;
+      assert.equal(got?.id, job.id);
+      assert.equal(got?.machine_id, 'other');
+      assert.ok(at - released < WOKEN_WITHIN_MS, `handed on ${at - released} ms after the release`);
+      assert.equal((await banned.answer).job, undefined, 'the banned machine gets nothing');
+    });
+
     test('a waiting machine is handed a job the moment its holder\'s lease lapses', async () => {
       const g = group();
       const holder = { machine_id: 'holder', container_group_id: g };
