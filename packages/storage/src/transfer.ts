@@ -1,0 +1,271 @@
+// The transfer engine: whole files between a local disk and an ObjectStore.
+// - uploadFile: above `multipartThreshold` on a store with multipart uploads, the file goes up in
+//   `partSize` parts (10 MiB), `concurrency` (8) at a time, each with its Content-MD5; the upload
+//   is aborted if any part finally fails. Otherwise one streaming put.
+// - downloadFile: large objects come down as parallel ranged GETs written at their offsets into a
+//   temp file beside the target, renamed into place once complete and verified; every GET is
+//   pinned to the ETag seen first (If-Match), so an object replaced midway is a ChangedError.
+// - Every step (part, range, put, get) is retried with exponential backoff and full jitter on
+//   throttling, 5xx, timeouts, connection resets and short/corrupt reads; then RetryLimitError.
+// - Size is always verified; MD5 too when the ETag is a plain or multipart S3 MD5.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  IntegrityError, RetryLimitError, isRetryable,
+  type CompletedPart, type ObjectInfo, type ObjectStore,
+} from './object-store.js';
+
+export const MiB = 1024 * 1024;
+
+export interface RetryOptions {
+  /** Total attempts per step, first try included; default 6. */
+  attempts?: number;
+  /** Delay before the first retry is random in [0, baseDelayMs]; doubles each retry. Default 200. */
+  baseDelayMs?: number;
+  /** Upper bound of the backoff window; default 20 000. */
+  maxDelayMs?: number;
+  /** Called before each retry (for logs and tests). */
+  onRetry?: (info: { operation: string; attempt: number; delayMs: number; error: unknown }) => void;
+}
+
+export interface Progress {
+  /** Bytes transferred so far (may step back when a failed part or range is retried). */
+  bytes: number;
+  total: number;
+}
+
+export interface TransferOptions {
+  partSize?: number;
+  concurrency?: number;
+  /** Files/objects larger than this use multipart / parallel ranges; default = partSize. */
+  multipartThreshold?: number;
+  retry?: RetryOptions;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+  contentType?: string;
+}
+
+export interface TransferResult {
+  size: number;
+  etag?: string;
+  /** Number of parts (uploads) or ranges (downloads); 1 for a single request. */
+  parts: number;
+}
+
+/** Runs `fn` until it succeeds, a non-retryable error occurs, or the attempts run out. */
+export async function withRetry<T>(operation: string, fn: (attempt: number) => Promise<T>, opts: RetryOptions = {}, signal?: AbortSignal): Promise<T> {
+  const attempts = Math.max(1, opts.attempts ?? 6);
+  const base = opts.baseDelayMs ?? 200;
+  const max = opts.maxDelayMs ?? 20_000;
+  for (let attempt = 1; ; attempt++) {
+    signal?.throwIfAborted();
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      if (signal?.aborted || !isRetryable(err)) throw err;
+      if (attempt >= attempts) throw new RetryLimitError(operation, attempts, err);
+      const delayMs = Math.round(Math.random() * Math.min(max, base * 2 ** (attempt - 1)));
+      opts.onRetry?.({ operation, attempt, delayMs, error: err });
+      await sleep(delayMs, undefined, signal ? { signal } : undefined);
+    }
+  }
+}
+
+/** Runs tasks with at most `limit` in flight; the first failure stops new tasks and is thrown. */
+async function runPool(count: number, limit: number, task: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  let firstError: unknown;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < count) {
+      const i = next++;
+      try {
+        await task(i);
+      } catch (err) {
+        if (!failed) firstError = err;
+        failed = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
+  if (failed) throw firstError;
+}
+
+function settings(opts: TransferOptions): { partSize: number; concurrency: number; threshold: number } {
+  const partSize = opts.partSize ?? 10 * MiB;
+  const concurrency = Math.max(1, opts.concurrency ?? 8);
+  if (!(partSize > 0)) throw new RangeError('partSize must be positive');
+  return { partSize, concurrency, threshold: opts.multipartThreshold ?? partSize };
+}
+
+function progressReporter(total: number, onProgress?: (p: Progress) => void): (delta: number) => void {
+  let bytes = 0;
+  return (delta) => {
+    bytes += delta;
+    onProgress?.({ bytes, total });
+  };
+}
+
+async function readRange(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let off = 0;
+  while (off < length) {
+    const { bytesRead } = await fh.read(buf, off, length - off, position + off);
+    if (bytesRead === 0) throw new Error(`file shrank while uploading (short read at ${position + off})`);
+    off += bytesRead;
+  }
+  return buf;
+}
+
+const MD5_ETAG = /^[0-9a-f]{32}$/;
+const MULTIPART_ETAG = /^([0-9a-f]{32})-(\d+)$/;
+
+/** Uploads a local file to bucket/key, then checks the stored size (and MD5 ETag when there is one). */
+export async function uploadFile(store: ObjectStore, localPath: string, bucket: string, key: string, opts: TransferOptions = {}): Promise<TransferResult> {
+  const { partSize, concurrency, threshold } = settings(opts);
+  const size = (await stat(localPath)).size;
+  const report = progressReporter(size, opts.onProgress);
+  let etag: string | undefined;
+  let expectedEtag: string | undefined;
+  let parts = 1;
+
+  if (store.multipart && size > threshold) {
+    const mp = store.multipart;
+    const count = Math.ceil(size / partSize);
+    parts = count;
+    const uploadId = await withRetry(`create multipart upload ${bucket}/${key}`, () => mp.create(bucket, key, { contentType: opts.contentType }), opts.retry, opts.signal);
+    const done: CompletedPart[] = [];
+    const digests: Buffer[] = new Array<Buffer>(count);
+    const fh = await open(localPath, 'r');
+    try {
+      await runPool(count, concurrency, async (i) => {
+        const start = i * partSize;
+        const length = Math.min(partSize, size - start);
+        const body = await readRange(fh, start, length);
+        const digest = createHash('md5').update(body).digest();
+        digests[i] = digest;
+        const partEtag = await withRetry(
+          `upload part ${i + 1}/${count} of ${bucket}/${key}`,
+          () => mp.uploadPart(bucket, key, uploadId, i + 1, body, digest.toString('base64')),
+          opts.retry, opts.signal,
+        );
+        const plain = partEtag.replace(/^"|"$/g, '');
+        if (MD5_ETAG.test(plain) && plain !== digest.toString('hex')) {
+          throw new IntegrityError(`part ${i + 1} of ${bucket}/${key}: ETag ${plain} is not the MD5 of the bytes sent`);
+        }
+        done.push({ partNumber: i + 1, etag: partEtag });
+        report(length);
+      });
+      const out = await withRetry(`complete multipart upload ${bucket}/${key}`, () => mp.complete(bucket, key, uploadId, done), opts.retry, opts.signal);
+      etag = out.etag;
+      expectedEtag = `${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${count}`;
+    } catch (err) {
+      await mp.abort(bucket, key, uploadId).catch(() => undefined);
+      throw err;
+    } finally {
+      await fh.close();
+    }
+  } else {
+    const out = await withRetry(`put ${bucket}/${key}`, async () => {
+      const hash = createHash('md5');
+      let sent = 0;
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          hash.update(chunk);
+          sent += chunk.length;
+          report(chunk.length);
+          cb(null, chunk);
+        },
+      });
+      const source = createReadStream(localPath);
+      source.on('error', (e) => counter.destroy(e));
+      try {
+        const r = await store.put(bucket, key, source.pipe(counter), { size, contentType: opts.contentType });
+        return { ...r, md5: hash.digest('hex') };
+      } catch (err) {
+        source.destroy();
+        report(-sent);
+        throw err;
+      }
+    }, opts.retry, opts.signal);
+    etag = out.etag;
+    expectedEtag = out.md5;
+  }
+
+  const info = await withRetry(`head ${bucket}/${key}`, () => store.head(bucket, key), opts.retry, opts.signal);
+  if (info.size !== size) throw new IntegrityError(`uploaded ${bucket}/${key} is ${info.size} bytes, the file is ${size}`);
+  const stored = info.etag ?? etag;
+  if (stored && expectedEtag && (MD5_ETAG.test(stored) || MULTIPART_ETAG.test(stored)) && stored !== expectedEtag) {
+    throw new IntegrityError(`uploaded ${bucket}/${key} has ETag ${stored}, expected ${expectedEtag}`);
+  }
+  return { size, etag: stored, parts };
+}
+
+async function md5OfFile(path: string): Promise<string> {
+  const hash = createHash('md5');
+  await pipeline(createReadStream(path), hash);
+  return hash.digest('hex');
+}
+
+/**
+ * Downloads bucket/key to localPath. The bytes go to a temp file in the same directory, renamed
+ * over localPath only after size (and MD5, for single-part MD5 ETags) checked out; on failure
+ * the temp file is removed and localPath is untouched.
+ */
+export async function downloadFile(store: ObjectStore, bucket: string, key: string, localPath: string, opts: TransferOptions = {}): Promise<TransferResult> {
+  const { partSize, concurrency, threshold } = settings(opts);
+  const info: ObjectInfo = await withRetry(`head ${bucket}/${key}`, () => store.head(bucket, key), opts.retry, opts.signal);
+  const size = info.size;
+  const report = progressReporter(size, opts.onProgress);
+  const temp = join(dirname(localPath), `.${basename(localPath)}.drover-dl-${randomBytes(6).toString('hex')}`);
+  const count = size > threshold ? Math.ceil(size / partSize) : 1;
+  const fh = await open(temp, 'w');
+  try {
+    await fh.truncate(size);
+    const fetchRange = async (i: number): Promise<void> => {
+      const start = count === 1 ? 0 : i * partSize;
+      const length = count === 1 ? size : Math.min(partSize, size - start);
+      await withRetry(`get ${bucket}/${key} bytes ${start}-${start + length - 1}`, async () => {
+        let got = 0;
+        try {
+          if (length === 0) return;
+          // Pinning every request to the ETag seen by head means a replaced object fails with
+          // ChangedError instead of coming down as a mix of two versions.
+          const range = count === 1 ? undefined : { start, end: start + length - 1 };
+          const stream = await store.getStream(bucket, key, { range, ifMatch: info.etag });
+          for await (const chunk of stream as AsyncIterable<Buffer>) {
+            if (got + chunk.length > length) throw new IntegrityError(`${bucket}/${key}: server sent more than ${length} bytes for range at ${start}`);
+            await fh.write(chunk, 0, chunk.length, start + got);
+            got += chunk.length;
+            report(chunk.length);
+          }
+          if (got !== length) throw new IntegrityError(`${bucket}/${key}: got ${got} of ${length} bytes at ${start}`);
+        } catch (err) {
+          report(-got);
+          throw err;
+        }
+      }, opts.retry, opts.signal);
+    };
+    await runPool(count, concurrency, fetchRange);
+    await fh.sync();
+    await fh.close();
+    const written = (await stat(temp)).size;
+    if (written !== size) throw new IntegrityError(`downloaded ${written} bytes of ${bucket}/${key}, expected ${size}`);
+    if (info.etag && MD5_ETAG.test(info.etag)) {
+      const md5 = await md5OfFile(temp);
+      if (md5 !== info.etag) throw new IntegrityError(`downloaded ${bucket}/${key} has MD5 ${md5}, its ETag is ${info.etag}`);
+    }
+    await rename(temp, localPath);
+    if (size === 0) opts.onProgress?.({ bytes: 0, total: 0 });
+    return { size, etag: info.etag, parts: count };
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,1 @@
+export { ImdsClient, DEFAULT_IMDS_URL, type ImdsLog, type ImdsOptions } from './imds.js';
