@@ -6,6 +6,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { buildApp } from 'fauxqs';
 import { LocalStore, S3Store, type ObjectStore } from '@drover/storage';
@@ -19,6 +20,8 @@ export interface Backend {
   bucket: string;
   /** Scratch directory for local files used by the test. */
   dir: string;
+  /** How a separate process reaches this store: DROVER_STORAGE and the S3 variables. */
+  env: Record<string, string>;
   /** S3 only: the proxy's request log ("METHOD /path?query") and its 503 switch. */
   requests: string[];
   failNext(n: number): void;
@@ -42,7 +45,7 @@ export async function startBackend(kind: BackendKind): Promise<Backend> {
   if (kind === 'local') {
     const store = new LocalStore(join(dir, 'store'));
     return {
-      kind, store, bucket, dir, requests: [],
+      kind, store, bucket, dir, requests: [], env: { DROVER_STORAGE: pathToFileURL(join(dir, 'store')).href },
       failNext: () => { throw new Error('the local backend has no proxy'); },
       resetNext: () => { throw new Error('the local backend has no proxy'); },
       failed: () => 0,
@@ -93,8 +96,15 @@ export async function startBackend(kind: BackendKind): Promise<Backend> {
     forcePathStyle: true,
   });
   await store.client.send(new CreateBucketCommand({ Bucket: bucket }));
+  const env = {
+    DROVER_STORAGE: 's3',
+    AWS_ENDPOINT_URL: `http://127.0.0.1:${port}`,
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+  };
   return {
-    kind, store, bucket, dir, requests,
+    kind, store, bucket, dir, requests, env,
     failNext: (n) => { toFail = n; },
     resetNext: (n) => { toReset = n; },
     failed: () => failedCount,

@@ -1,6 +1,7 @@
 // The drover command. Each subcommand lives in commands/; errors are one line, never a stack.
 import { Command, CommanderError } from 'commander';
 import { serverCommand } from './commands/server.js';
+import { workerCommand } from './commands/worker.js';
 
 export function program(): Command {
   const cmd = new Command('drover')
@@ -9,6 +10,7 @@ export function program(): Command {
     .showHelpAfterError()
     .exitOverride();
   cmd.addCommand(serverCommand());
+  cmd.addCommand(workerCommand());
   return cmd;
 }
 

@@ -28,8 +28,12 @@ interface RawResponse {
   text: string;
 }
 
-function send(target: string, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<RawResponse> {
+function send(target: string, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
     const url = new URL(target);
     const lib = url.protocol === 'https:' ? https : http;
     const agent = url.protocol === 'https:' ? agents['https:'] : agents['http:'];
@@ -44,6 +48,9 @@ function send(target: string, method: string, headers: Record<string, string>, b
       });
     });
     const timer = setTimeout(() => req.destroy(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = () => req.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('close', () => signal?.removeEventListener('abort', onAbort));
     req.on('error', (e) => {
       clearTimeout(timer);
       reject(e);
@@ -104,7 +111,14 @@ export class DroverClient {
   async request<T>(
     method: Method,
     path: string,
-    opts: { body?: unknown; query?: Record<string, string | number | boolean | undefined>; idempotent?: boolean; extraTimeoutMs?: number } = {},
+    opts: {
+      body?: unknown;
+      query?: Record<string, string | number | boolean | undefined>;
+      idempotent?: boolean;
+      extraTimeoutMs?: number;
+      /** Aborting gives up the request at once (rejecting with the signal's reason), without retries. */
+      signal?: AbortSignal;
+    } = {},
   ): Promise<T> {
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) qs.set(k, String(v));
@@ -124,8 +138,10 @@ export class DroverClient {
           headers,
           opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
           this.timeoutMs + (opts.extraTimeoutMs ?? 0),
+          opts.signal,
         );
       } catch (e) {
+        if (opts.signal?.aborted) throw opts.signal.reason;
         lastError = e;
         continue;
       }
@@ -179,10 +195,11 @@ export class DroverClient {
 
   // work
   /** Claim a job for this machine; with `waitSeconds`, long-poll (Drover) until one is claimable. */
-  async claimWork(machine: Machine, waitSeconds?: number): Promise<Job | undefined> {
+  async claimWork(machine: Machine, waitSeconds?: number, opts: { signal?: AbortSignal } = {}): Promise<Job | undefined> {
     const jobs = await this.request<Job[]>('GET', '/work', {
       query: { ...machine, wait: waitSeconds },
       extraTimeoutMs: (waitSeconds ?? 0) * 1000,
+      signal: opts.signal,
     });
     return jobs[0];
   }

@@ -13,3 +13,5 @@ export * from './object-store.js';
 export { LocalStore } from './local-store.js';
 export { S3Store, type S3StoreOptions } from './s3-store.js';
 export * from './transfer.js';
+export * from './folder.js';
+export * from './open-store.js';

@@ -2,3 +2,10 @@ export { ImdsClient, DEFAULT_IMDS_URL, type ImdsLog, type ImdsOptions } from './
 export { PathNotAllowedError, resolveLocalPath, type LocalPathRoots } from './paths.js';
 export { compileGlob, type PathMatcher } from './glob.js';
 export { StateFile, type StateFileOptions, type StateJob, type StateJobStatus, type StateSnapshot } from './state-file.js';
+export * from './config.js';
+export { readProgressFile } from './progress.js';
+export { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
+export { JobProcess, type JobExit, type JobProcessOptions } from './job-process.js';
+export { planSync, syncBlockOf, SyncPlanError, INTERNAL_DIR, type SyncPlan, type SyncRule, type WorkerFolders } from './sync-plan.js';
+export { DuringSync, downloadBefore, uploadAfter, type DuringSyncOptions, type SyncContext } from './data-sync.js';
+export { Worker, type WorkerDeps } from './worker.js';

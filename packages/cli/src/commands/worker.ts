@@ -1,0 +1,42 @@
+import { Command, Option } from 'commander';
+import { WORKER_SETTINGS, Worker, WorkerConfigError, resolveWorkerConfig, settingDescription } from '@drover/worker';
+import { StoreSettingError } from '@drover/storage';
+
+export function workerCommand(): Command {
+  const cmd = new Command('worker').description(
+    'Run a worker on this node: claim jobs from the coordinator, sync their data with object storage, run them and report back. ' +
+      "Configured like Kelpie's worker, by environment or flags.",
+  );
+  for (const spec of WORKER_SETTINGS) cmd.addOption(new Option(spec.flag, settingDescription(spec)));
+  cmd.addHelpText(
+    'after',
+    '\nA flag wins over its environment variables, which are read in the order listed.\n' +
+      'Signals: SIGTERM or SIGINT stop the job (SIGTERM, then SIGKILL after --kill-grace), upload its last checkpoint,\n' +
+      'release it to another node, and exit 0.\n',
+  );
+  cmd.action(async (flags: Record<string, unknown>) => {
+    let worker: Worker;
+    try {
+      worker = await Worker.create(resolveWorkerConfig(flags));
+    } catch (err) {
+      if (err instanceof WorkerConfigError || err instanceof StoreSettingError) {
+        process.stderr.write(`drover worker: ${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (++signals >= 3) {
+        process.stderr.write(`drover worker: ${signal} received 3 times: exiting now\n`);
+        process.exit(1);
+      }
+      worker.shutdown(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    const code = await worker.run();
+    process.exit(code);
+  });
+  return cmd;
+}

@@ -1,0 +1,168 @@
+// Whole folders to and from a bucket prefix: what a worker's before- and after-sync do, and what
+// rclone's `copy` does. Files go `fileConcurrency` at a time, each through uploadFile/downloadFile
+// (so large ones are still multipart / ranged). A key is `prefix` + the file's path relative to the
+// folder, written with `/`.
+import { lstat, mkdir, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { InvalidKeyError, type ObjectStore } from './object-store.js';
+import { downloadFile, uploadFile, type TransferOptions, type TransferResult } from './transfer.js';
+
+export interface FolderTransferOptions extends Omit<TransferOptions, 'onProgress'> {
+  /** Files transferred at once (default 16). */
+  fileConcurrency?: number;
+  /** Only paths (relative, `/`-separated) for which this returns true are transferred. */
+  filter?: (relativePath: string) => boolean;
+  onFileStart?: (file: FolderFile) => void;
+  onFileDone?: (file: FolderFile, result: TransferResult) => void;
+  /** Bytes transferred so far across all files, and the total of the files selected. */
+  onProgress?: (p: { bytes: number; total: number; files: number; totalFiles: number }) => void;
+}
+
+export interface FolderFile {
+  /** Path relative to the folder, with `/`. */
+  relativePath: string;
+  /** Absolute local path. */
+  localPath: string;
+  key: string;
+}
+
+export interface FolderResult {
+  files: number;
+  bytes: number;
+}
+
+/** `prefix` and a relative path joined into a key; a non-empty prefix without a trailing `/` gets one. */
+export function keyFor(prefix: string, relativePath: string): string {
+  if (prefix === '' || prefix.endsWith('/')) return prefix + relativePath;
+  return `${prefix}/${relativePath}`;
+}
+
+/**
+ * Every regular file below `dir`, as sorted `/`-separated relative paths. Symlinks are not followed
+ * (a link could point anywhere on the node), and files whose name starts with `.drover-` or that
+ * are transfer temp files (`.name.drover-dl-*`) are skipped. A missing folder has no files.
+ */
+export async function listLocalFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (abs: string, rel: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(abs, { withFileTypes: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw err;
+    }
+    for (const e of entries) {
+      const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
+      if (e.isDirectory()) await walk(path.join(abs, e.name), childRel);
+      else if (e.isFile() && !isTempName(e.name)) out.push(childRel);
+    }
+  };
+  await walk(dir, '');
+  return out.sort();
+}
+
+export function isTempName(name: string): boolean {
+  return name.startsWith('.drover-') || /^\..+\.drover-dl-[0-9a-f]+$/.test(name);
+}
+
+/** Runs tasks with at most `limit` in flight; every task runs, the first failure is thrown at the end. */
+async function eachLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  let next = 0;
+  let firstError: unknown;
+  let failed = false;
+  const lane = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      signal?.throwIfAborted();
+      const item = items[next++] as T;
+      try {
+        await task(item);
+      } catch (err) {
+        if (!failed) firstError = err;
+        failed = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
+  if (failed) throw firstError;
+}
+
+function folderProgress(total: number, totalFiles: number, onProgress: FolderTransferOptions['onProgress']) {
+  let bytes = 0;
+  let files = 0;
+  return {
+    perFile(): (p: { bytes: number }) => void {
+      let seen = 0;
+      return (p) => {
+        bytes += p.bytes - seen;
+        seen = p.bytes;
+        onProgress?.({ bytes, total, files, totalFiles });
+      };
+    },
+    fileDone(): void {
+      files++;
+      onProgress?.({ bytes, total, files, totalFiles });
+    },
+  };
+}
+
+/** Uploads every (selected) file below `localDir` to bucket/prefix. */
+export async function uploadFolder(store: ObjectStore, localDir: string, bucket: string, prefix: string, opts: FolderTransferOptions = {}): Promise<FolderResult> {
+  const rels = (await listLocalFiles(localDir)).filter((r) => opts.filter?.(r) ?? true);
+  const sizes = new Map<string, number>();
+  for (const r of rels) sizes.set(r, (await lstat(path.join(localDir, r))).size);
+  const total = [...sizes.values()].reduce((a, b) => a + b, 0);
+  const progress = folderProgress(total, rels.length, opts.onProgress);
+  const { fileConcurrency, filter: _f, onFileStart, onFileDone, onProgress: _p, ...transfer } = opts;
+  let bytes = 0;
+  await eachLimited(rels, fileConcurrency ?? 16, async (rel) => {
+    const file: FolderFile = { relativePath: rel, localPath: path.join(localDir, rel), key: keyFor(prefix, rel) };
+    onFileStart?.(file);
+    const result = await uploadFile(store, file.localPath, bucket, file.key, { ...transfer, onProgress: progress.perFile() });
+    bytes += result.size;
+    progress.fileDone();
+    onFileDone?.(file, result);
+  }, opts.signal);
+  return { files: rels.length, bytes };
+}
+
+/**
+ * The relative path an object key maps to below `prefix`, or undefined for keys that are folder
+ * markers. Throws InvalidKeyError for keys that would land outside the folder (`..`, absolute).
+ */
+export function relativePathFor(prefix: string, key: string): string | undefined {
+  let rel = key.slice(prefix.length);
+  while (rel.startsWith('/')) rel = rel.slice(1);
+  if (rel === '' || rel.endsWith('/')) return undefined;
+  const parts = rel.split('/');
+  if (parts.some((p) => p === '' || p === '.' || p === '..' || p.includes('\0'))) {
+    throw new InvalidKeyError(`object key ${JSON.stringify(key)} does not map to a file below the folder`);
+  }
+  return rel;
+}
+
+/** Downloads every (selected) object under bucket/prefix into `localDir`, creating folders as needed. */
+export async function downloadPrefix(store: ObjectStore, bucket: string, prefix: string, localDir: string, opts: FolderTransferOptions = {}): Promise<FolderResult> {
+  const wanted: { rel: string; key: string; size: number }[] = [];
+  for await (const o of store.list(bucket, prefix)) {
+    const rel = relativePathFor(prefix, o.key);
+    if (rel === undefined || !(opts.filter?.(rel) ?? true)) continue;
+    wanted.push({ rel, key: o.key, size: o.size });
+  }
+  const total = wanted.reduce((a, w) => a + w.size, 0);
+  const progress = folderProgress(total, wanted.length, opts.onProgress);
+  const { fileConcurrency, filter: _f, onFileStart, onFileDone, onProgress: _p, ...transfer } = opts;
+  await mkdir(localDir, { recursive: true });
+  let bytes = 0;
+  await eachLimited(wanted, fileConcurrency ?? 16, async (w) => {
+    const file: FolderFile = { relativePath: w.rel, localPath: path.join(localDir, ...w.rel.split('/')), key: w.key };
+    onFileStart?.(file);
+    await mkdir(path.dirname(file.localPath), { recursive: true });
+    const result = await downloadFile(store, bucket, w.key, file.localPath, { ...transfer, onProgress: progress.perFile() });
+    bytes += result.size;
+    progress.fileDone();
+    onFileDone?.(file, result);
+  }, opts.signal);
+  return { files: wanted.length, bytes };
+}
