@@ -265,7 +265,7 @@ export class Worker {
       await during.start();
       const env: NodeJS.ProcessEnv = {
         ...process.env,
-        ...job.environment,
+        ...(job.environment ?? {}),
         KELPIE_JOB_ID: job.id,
         KELPIE_STATE_FILE: cfg.stateFile,
         INPUT_DIR: cfg.inputDir,
@@ -273,7 +273,7 @@ export class Worker {
         CHECKPOINT_DIR: cfg.checkpointDir,
         DROVER_PROGRESS_FILE: progressFile,
       };
-      proc = new JobProcess({ jobId: job.id, command: job.command, args: job.arguments, env, cwd: process.cwd(), log });
+      proc = new JobProcess({ jobId: job.id, command: job.command, args: job.arguments ?? [], env, cwd: process.cwd(), log });
       log.info({ pid: proc.pid }, 'job process started');
 
       const listeners = new AbortController(); // removes the two listeners below once the race is over

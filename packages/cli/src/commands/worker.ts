@@ -33,6 +33,10 @@ export function workerCommand(): Command {
       }
       worker.shutdown(signal);
     };
+    // A bug in one code path must not take the node's job down with it: log it and carry on.
+    process.on('unhandledRejection', (reason) => {
+      process.stderr.write(`drover worker: unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`);
+    });
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     const code = await worker.run();
