@@ -7,9 +7,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from '@drover/protocol';
 import { DroverApiError, DroverClient, type Machine } from '@drover/sdk';
-import { describeStore, errorMessage, MiB, openStore, type ObjectStore, type TransferOptions } from '@drover/storage';
+import { describeStore, errorMessage, MiB, openStore, StoreSettingError, type ObjectStore, type TransferOptions } from '@drover/storage';
 import pino, { type Logger } from 'pino';
-import type { WorkerConfig } from './config.js';
+import { WorkerConfigError, type WorkerConfig } from './config.js';
 import { DuringSync, downloadBefore, uploadAfter, type SyncContext } from './data-sync.js';
 import { Heartbeat } from './heartbeat.js';
 import { ImdsClient } from './imds.js';
@@ -78,6 +78,8 @@ export class Worker {
   private readonly background = new Set<Promise<void>>();
   private failuresReported = 0;
   private reallocateReason: string | undefined;
+  /** Ends the claim in flight (a long-poll) early, e.g. once the node is to be reallocated. */
+  private claimWake: AbortController | undefined;
   private longPoll: boolean;
   private readonly internal: string;
   private readonly transfer: TransferOptions;
@@ -104,6 +106,14 @@ export class Worker {
   /** Prepares the worker's folders (clearing what a killed predecessor left) and its clients. */
   static async create(config: WorkerConfig, deps: WorkerDeps = {}): Promise<Worker> {
     const log = deps.log ?? pino({ level: config.logLevel, base: { machine: config.machineId } });
+    // Settings are checked before anything on disk is touched.
+    let store: ObjectStore;
+    try {
+      store = deps.store ?? openStore(config.storage);
+    } catch (err) {
+      if (err instanceof StoreSettingError) throw new WorkerConfigError(`storage settings (DROVER_STORAGE / --storage, AWS_* / --s3-*): ${err.message}`);
+      throw err;
+    }
     await mkdir(config.dataRoot, { recursive: true });
     const cfg = { ...config, dataRoot: await realpath(config.dataRoot) };
     const internal = path.join(cfg.dataRoot, INTERNAL_DIR);
@@ -118,7 +128,6 @@ export class Worker {
     await mkdir(path.dirname(cfg.stateFile), { recursive: true });
     const state = await StateFile.create(cfg.stateFile);
     const client = deps.client ?? new DroverClient({ url: cfg.apiUrl, key: cfg.apiKey, retries: cfg.maxRetries });
-    const store = deps.store ?? openStore(cfg.storage);
     const imds = deps.imds ?? new ImdsClient({ baseUrl: cfg.imdsUrl, machineId: cfg.saladMachineId, log: { info: (m) => log.info(m), warn: (m) => log.warn(m) } });
     return new Worker(cfg, log, client, store, imds, state);
   }
@@ -173,7 +182,15 @@ export class Worker {
 
   private untilStopped(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    return new Promise((resolve) => this.stopping.signal.addEventListener('abort', () => resolve(), { once: true }));
+    // A pending promise does not keep Node alive: without this timer the process would exit 0 at
+    // once (and the container restart on this node) instead of waiting to be moved.
+    const keepAlive = setInterval(() => {}, 60_000);
+    return new Promise((resolve) =>
+      this.stopping.signal.addEventListener('abort', () => {
+        clearInterval(keepAlive);
+        resolve();
+      }, { once: true }),
+    );
   }
 
   private async drain(): Promise<void> {
@@ -186,7 +203,9 @@ export class Worker {
    */
   private async claim(): Promise<Job | undefined> {
     const started = Date.now();
-    const signal = this.stopping.signal;
+    const wake = new AbortController();
+    this.claimWake = wake;
+    const signal = AbortSignal.any([this.stopping.signal, wake.signal]);
     let failed = false;
     try {
       const job = await this.client.claimWork(this.machine, this.longPoll ? this.cfg.longPollS : undefined, { signal });
@@ -201,8 +220,10 @@ export class Worker {
       failed = true;
       this.log.warn({ err: errorMessage(err) }, 'claiming work failed; trying again');
     }
+    // An empty answer: wait out the rest of the poll interval. A failure: at least a second.
     const wait = this.cfg.pollIntervalS * 1000 - (Date.now() - started);
-    if (wait > 0 || failed) await sleep(Math.max(wait, 1000), undefined, { signal }).catch(() => {});
+    const delay = failed ? Math.max(wait, 1000) : wait;
+    if (delay > 0) await sleep(delay, undefined, { signal }).catch(() => {});
     return undefined;
   }
 
@@ -261,7 +282,8 @@ export class Worker {
         return this.settle(job, heartbeat, 'failed', log);
       }
 
-      during = new DuringSync(plan.during, { ...ctx, snapshotDir: path.join(this.internal, 'snapshots'), settleMs: cfg.settleS * 1000 });
+      // Only losing the job stops its uploads: on shutdown the last checkpoint must still go up.
+      during = new DuringSync(plan.during, { ...ctx, signal: lost.signal, snapshotDir: path.join(this.internal, 'snapshots'), settleMs: cfg.settleS * 1000 });
       await during.start();
       const env: NodeJS.ProcessEnv = {
         ...process.env,
@@ -383,6 +405,7 @@ export class Worker {
       if (this.failuresReported >= this.cfg.maxJobFailures && this.reallocateReason === undefined) {
         this.reallocateReason = `drover worker: ${this.failuresReported} jobs failed on this machine (MAX_JOB_FAILURES=${this.cfg.maxJobFailures})`;
         log.warn(this.reallocateReason);
+        this.claimWake?.abort(); // a long-poll in flight must not hold the reallocation up
       }
     }
   }
