@@ -134,6 +134,23 @@ for (const kind of STORES) {
       );
     });
 
+    test('a machine that was already waiting when the job was claimed is handed it when the lease lapses', async () => {
+      const g = group();
+      // Both park before the job exists; the holder has waited longest, so the new job wakes it.
+      const holderPoll = await parkWaiter(srv, u.client, 'holder', g, LONG_WAIT_S);
+      const waiterPoll = await parkWaiter(srv, u.client, 'waiter', g, LONG_WAIT_S);
+      const job = await u.client.createJob({ command: 'echo', container_group_id: g, heartbeat_interval: 1 });
+      const { job: claimed } = await holderPoll.answer;
+      assert.equal(claimed?.id, job.id);
+      // The holder stays silent: heartbeat_interval 1 s, lease factor 2, the lease lapses 2 s after the claim.
+      const lapses = Date.parse(claimed!.heartbeat!) + 2000;
+      const { job: got, at } = await waiterPoll.answer;
+      assert.equal(got?.id, job.id, 'the lapsed job is handed to the waiter');
+      assert.equal(got?.attempt, 2);
+      assert.ok(at >= lapses, 'not before the lease lapsed');
+      assert.ok(at - lapses < 5000, `answered ${at - lapses} ms after the lapse, not at the end of its ${LONG_WAIT_S} s long-poll`);
+    });
+
     test('a long-poll with nothing to hand out answers [] once its wait is over', async () => {
       const g = group();
       const started = Date.now();

@@ -34,7 +34,12 @@ export class Scheduler {
 
   async claim(args: ClaimArgs): Promise<JobRow | undefined> {
     const { userId, machineId, groupId } = args;
-    const claimOnce = () => this.store.claimJob({ userId, machineId, groupId, now: this.now() });
+    const claimOnce = async () => {
+      const job = await this.store.claimJob({ userId, machineId, groupId, now: this.now() });
+      // Other waiters of the group may sleep past this new lease: have them look when it lapses.
+      if (job) this.signals.leaseSet(userId, groupId, Number(job.lease_expires_at) + EXPIRY_SLACK_MS - this.now());
+      return job;
+    };
     if (args.waitSeconds <= 0) return claimOnce();
 
     const deadline = this.now() + args.waitSeconds * 1000;

@@ -15,6 +15,9 @@ export class Waiter {
   /** the round (per-key signal counter) this waiter was last woken for */
   round = 0;
   private wake: (() => void) | undefined;
+  /** while sleeping: when the timer fires (Date.now() ms), and how to move it earlier */
+  private due = Infinity;
+  private retime: ((ms: number) => void) | undefined;
 
   get sleeping(): boolean {
     return this.wake !== undefined;
@@ -25,6 +28,11 @@ export class Waiter {
     this.wake?.();
   }
 
+  /** If sleeping longer than `ms`, wake after `ms` instead (not a work signal: no version bump). */
+  wakeWithin(ms: number): void {
+    if (this.retime && Date.now() + ms < this.due) this.retime(ms);
+  }
+
   /** Resolve on the next signal, after `ms`, or when `abort` fires. */
   sleep(ms: number, abort: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
@@ -32,11 +40,19 @@ export class Waiter {
         clearTimeout(timer);
         abort.removeEventListener('abort', done);
         this.wake = undefined;
+        this.retime = undefined;
+        this.due = Infinity;
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, ms));
+      let timer = setTimeout(done, Math.max(0, ms));
+      this.due = Date.now() + Math.max(0, ms);
       abort.addEventListener('abort', done, { once: true });
       this.wake = done;
+      this.retime = (next) => {
+        clearTimeout(timer);
+        timer = setTimeout(done, Math.max(0, next));
+        this.due = Date.now() + Math.max(0, next);
+      };
       if (abort.aborted) done();
     });
   }
@@ -93,6 +109,17 @@ export class WorkSignals {
         n--;
       }
     }
+  }
+
+  /**
+   * A lease in this group lapses `ms` from now (a job was just claimed): waiters that would sleep
+   * past it look again then, so a node that dies is replaced within its lease, not at the end of
+   * a long-poll that began before the job was running.
+   */
+  leaseSet(userId: string, groupId: string, ms: number): void {
+    const queue = this.queues.get(WorkSignals.key(userId, groupId));
+    if (!queue) return;
+    for (const w of queue.waiters) w.wakeWithin(ms);
   }
 
   /** Pass a wake-up on to one waiter not yet woken in this round; false if there is none. */
