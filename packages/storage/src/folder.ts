@@ -4,8 +4,8 @@
 // folder, written with `/`.
 import { lstat, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { InvalidKeyError, type ObjectStore } from './object-store.js';
-import { downloadFile, uploadFile, type TransferOptions, type TransferResult } from './transfer.js';
+import { InvalidKeyError, type ObjectInfo, type ObjectStore } from './object-store.js';
+import { downloadListedObject, uploadFile, type TransferOptions, type TransferResult } from './transfer.js';
 
 export interface FolderTransferOptions extends Omit<TransferOptions, 'onProgress'> {
   /** Files transferred at once (default 16). */
@@ -144,11 +144,11 @@ export function relativePathFor(prefix: string, key: string): string | undefined
 
 /** Downloads every (selected) object under bucket/prefix into `localDir`, creating folders as needed. */
 export async function downloadPrefix(store: ObjectStore, bucket: string, prefix: string, localDir: string, opts: FolderTransferOptions = {}): Promise<FolderResult> {
-  const wanted: { rel: string; key: string; size: number }[] = [];
+  const wanted: { rel: string; key: string; size: number; object: ObjectInfo }[] = [];
   for await (const o of store.list(bucket, prefix)) {
     const rel = relativePathFor(prefix, o.key);
     if (rel === undefined || !(opts.filter?.(rel) ?? true)) continue;
-    wanted.push({ rel, key: o.key, size: o.size });
+    wanted.push({ rel, key: o.key, size: o.size, object: o });
   }
   const total = wanted.reduce((a, w) => a + w.size, 0);
   const progress = folderProgress(total, wanted.length, opts.onProgress);
@@ -159,7 +159,8 @@ export async function downloadPrefix(store: ObjectStore, bucket: string, prefix:
     const file: FolderFile = { relativePath: w.rel, localPath: path.join(localDir, ...w.rel.split('/')), key: w.key };
     onFileStart?.(file);
     await mkdir(path.dirname(file.localPath), { recursive: true });
-    const result = await downloadFile(store, bucket, w.key, file.localPath, { ...transfer, onProgress: progress.perFile() });
+    // The listing already gave size and ETag: no HEAD per file (a changed object is looked up again).
+    const result = await downloadListedObject(store, bucket, w.object, file.localPath, { ...transfer, onProgress: progress.perFile() });
     bytes += result.size;
     progress.fileDone();
     onFileDone?.(file, result);

@@ -1,7 +1,9 @@
 // The transfer engine: whole files between a local disk and an ObjectStore.
 // - uploadFile: above `multipartThreshold` on a store with multipart uploads, the file goes up in
 //   `partSize` parts (10 MiB), `concurrency` (8) at a time, each with its Content-MD5; the upload
-//   is aborted if any part finally fails. Otherwise one streaming put.
+//   is aborted if any part finally fails. Otherwise one put: a file of at most one part is read
+//   whole and sent with its Content-MD5 (no HEAD afterwards when the ETag is that MD5), a larger
+//   one (stores without multipart uploads) is streamed.
 // - downloadFile: large objects come down as parallel ranged GETs written at their offsets into a
 //   temp file beside the target, renamed into place once complete and verified; every GET is
 //   pinned to the ETag seen first (If-Match), so an object replaced midway is a ChangedError.
@@ -13,10 +15,9 @@ import { createReadStream } from 'node:fs';
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  IntegrityError, RetryLimitError, isRetryable,
+  ChangedError, IntegrityError, RetryLimitError, isRetryable,
   type CompletedPart, type ObjectInfo, type ObjectStore,
 } from './object-store.js';
 
@@ -170,6 +171,24 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
     } finally {
       await fh.close();
     }
+  } else if (size <= partSize) {
+    // A file of at most one part is read whole (one read) and sent as one buffer with its
+    // Content-MD5, which the store checks; a retry resends the same bytes.
+    const fh = await open(localPath, 'r');
+    let body: Buffer;
+    try {
+      body = await readRange(fh, 0, size);
+    } finally {
+      await fh.close();
+    }
+    const digest = createHash('md5').update(body).digest();
+    const out = await withRetry(`put ${bucket}/${key}`, () => store.put(bucket, key, body, { size, md5: digest.toString('base64'), contentType: opts.contentType }), opts.retry, opts.signal);
+    report(size);
+    etag = out.etag;
+    expectedEtag = digest.toString('hex');
+    // The store answered with the MD5 of the whole file: that already proves what a HEAD would
+    // (size and content), so skip the extra request.
+    if (etag === expectedEtag) return { size, etag, parts };
   } else {
     const out = await withRetry(`put ${bucket}/${key}`, async () => {
       const hash = createHash('md5');
@@ -206,10 +225,15 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
   return { size, etag: stored, parts };
 }
 
-async function md5OfFile(path: string): Promise<string> {
-  const hash = createHash('md5');
-  await pipeline(createReadStream(path), hash);
-  return hash.digest('hex');
+/** A download gathers this many bytes of a response before writing them (one writev). */
+const WRITE_BATCH = MiB;
+
+/** Writes `buffers` (`length` bytes in all) at `position`, finishing any short write. */
+async function writeAt(fh: FileHandle, buffers: Buffer[], length: number, position: number): Promise<void> {
+  let done = (await fh.writev(buffers, position)).bytesWritten;
+  if (done === length) return;
+  const all = Buffer.concat(buffers, length);
+  while (done < length) done += (await fh.write(all, done, length - done, position + done)).bytesWritten;
 }
 
 /**
@@ -218,12 +242,33 @@ async function md5OfFile(path: string): Promise<string> {
  * the temp file is removed and localPath is untouched.
  */
 export async function downloadFile(store: ObjectStore, bucket: string, key: string, localPath: string, opts: TransferOptions = {}): Promise<TransferResult> {
-  const { partSize, concurrency, threshold } = settings(opts);
   const info: ObjectInfo = await withRetry(`head ${bucket}/${key}`, () => store.head(bucket, key), opts.retry, opts.signal);
+  return fetchObject(store, bucket, key, info, localPath, opts);
+}
+
+/**
+ * downloadFile for an object whose size and ETag a listing has just given (`object`), without
+ * asking again (no HEAD). If the object has been replaced since (ChangedError, from the ETag pin),
+ * it falls back to downloadFile, which looks it up afresh.
+ */
+export async function downloadListedObject(store: ObjectStore, bucket: string, object: ObjectInfo, localPath: string, opts: TransferOptions = {}): Promise<TransferResult> {
+  try {
+    return await fetchObject(store, bucket, object.key, object, localPath, opts);
+  } catch (err) {
+    if (err instanceof ChangedError && object.etag !== undefined) return downloadFile(store, bucket, object.key, localPath, opts);
+    throw err;
+  }
+}
+
+async function fetchObject(store: ObjectStore, bucket: string, key: string, info: ObjectInfo, localPath: string, opts: TransferOptions): Promise<TransferResult> {
+  const { partSize, concurrency, threshold } = settings(opts);
   const size = info.size;
   const report = progressReporter(size, opts.onProgress);
   const temp = join(dirname(localPath), `.${basename(localPath)}.drover-dl-${randomBytes(6).toString('hex')}`);
   const count = size > threshold ? Math.ceil(size / partSize) : 1;
+  // A whole-object GET of an object whose ETag is its MD5 is hashed as it arrives (and retried
+  // like a short read if the hash is wrong), instead of reading the file back afterwards.
+  const md5Etag = count === 1 && info.etag !== undefined && MD5_ETAG.test(info.etag) ? info.etag : undefined;
   const fh = await open(temp, 'w');
   try {
     await fh.truncate(size);
@@ -232,21 +277,37 @@ export async function downloadFile(store: ObjectStore, bucket: string, key: stri
       const length = count === 1 ? size : Math.min(partSize, size - start);
       await withRetry(`get ${bucket}/${key} bytes ${start}-${start + length - 1}`, async () => {
         let got = 0;
+        let written = 0;
         try {
           if (length === 0) return;
           // Pinning every request to the ETag seen by head means a replaced object fails with
           // ChangedError instead of coming down as a mix of two versions.
           const range = count === 1 ? undefined : { start, end: start + length - 1 };
           const stream = await store.getStream(bucket, key, { range, ifMatch: info.etag });
+          const hash = md5Etag === undefined ? undefined : createHash('md5');
+          let batch: Buffer[] = [];
+          const flush = async (): Promise<void> => {
+            const bytes = got - written;
+            if (bytes === 0) return;
+            const buffers = batch;
+            batch = [];
+            await writeAt(fh, buffers, bytes, start + written);
+            written += bytes;
+            report(bytes);
+          };
           for await (const chunk of stream as AsyncIterable<Buffer>) {
             if (got + chunk.length > length) throw new IntegrityError(`${bucket}/${key}: server sent more than ${length} bytes for range at ${start}`);
-            await fh.write(chunk, 0, chunk.length, start + got);
+            hash?.update(chunk);
+            batch.push(chunk);
             got += chunk.length;
-            report(chunk.length);
+            if (got - written >= WRITE_BATCH) await flush();
           }
+          await flush();
           if (got !== length) throw new IntegrityError(`${bucket}/${key}: got ${got} of ${length} bytes at ${start}`);
+          const md5 = hash?.digest('hex');
+          if (md5 !== md5Etag) throw new IntegrityError(`downloaded ${bucket}/${key} has MD5 ${md5}, its ETag is ${md5Etag}`);
         } catch (err) {
-          report(-got);
+          report(-written);
           throw err;
         }
       }, opts.retry, opts.signal);
@@ -256,10 +317,6 @@ export async function downloadFile(store: ObjectStore, bucket: string, key: stri
     await fh.close();
     const written = (await stat(temp)).size;
     if (written !== size) throw new IntegrityError(`downloaded ${written} bytes of ${bucket}/${key}, expected ${size}`);
-    if (info.etag && MD5_ETAG.test(info.etag)) {
-      const md5 = await md5OfFile(temp);
-      if (md5 !== info.etag) throw new IntegrityError(`downloaded ${bucket}/${key} has MD5 ${md5}, its ETag is ${info.etag}`);
-    }
     await rename(temp, localPath);
     if (size === 0) opts.onProgress?.({ bytes: 0, total: 0 });
     return { size, etag: info.etag, parts: count };
