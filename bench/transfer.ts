@@ -6,7 +6,9 @@
 //                             [--file-concurrency N] [--part-concurrency N]
 //
 // The server is fauxqs (in memory, every object a Buffer; request bodies capped at 11 MiB, hence
-// 10 MiB parts on both sides) in its own Node process, so neither client shares a thread with it.
+// 10 MiB parts on both sides) in its own Node process, so neither client shares a thread with it;
+// a small shim there normalizes rclone's CompleteMultipartUpload XML, which fauxqs misreads (see
+// the child-mode code at the end). rclone is configured through RCLONE_CONFIG_BENCH_* variables.
 // Four rows: upload one big file, download it, upload a folder of small files, download it.
 // Each tool writes under its own fresh prefix per run (rclone would otherwise skip files that are
 // already there) and downloads what it uploaded into an empty folder; every downloaded file must
