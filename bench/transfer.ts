@@ -185,6 +185,9 @@ async function main(): Promise<void> {
     // ---- the runs --------------------------------------------------------------------------
     const measurements: Measurement[] = [];
     const measure = async (run: number, row: RowId, tool: Tool, bytes: number, files: number, fn: () => Promise<void>): Promise<void> => {
+      // Untimed: write back whatever the previous step left dirty in the page cache (rclone does
+      // not fsync what it downloads), so no step pays for the one before it.
+      spawnSync('sync');
       const serverCpu0 = processCpuSeconds(server!.pid!);
       const own0 = process.cpuUsage();
       const children0 = childrenCpuSeconds();
@@ -261,13 +264,15 @@ async function main(): Promise<void> {
       }
     }
     admin.client.destroy();
+    const serverPeakMiB = peakRssMiB(server.pid!);
 
     // ---- the report ------------------------------------------------------------------------
     const result = summarize(measurements, tools, opts);
     console.log();
     console.log(
       `Medians of ${opts.runs} run(s); MB/s = 10^6 bytes/s of wall time; all downloads verified (size + SHA-256). ` +
-        `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}.`,
+        `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ` +
+        `fauxqs peak RSS ${serverPeakMiB.toFixed(0)} MiB.`,
     );
     console.log();
     console.log(result.table);
@@ -281,6 +286,7 @@ async function main(): Promise<void> {
         rcloneFlags: RCLONE_FLAGS,
         droverOptions: droverOpts,
         server: 'fauxqs 1.9.2, in memory, own process',
+        serverPeakRssMiB: Math.round(serverPeakMiB),
         params: opts,
         rows: result.rows,
         measurements,
@@ -363,6 +369,16 @@ async function deletePrefix(store: S3Store, prefix: string): Promise<void> {
       Bucket: BUCKET,
       Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
     }));
+  }
+}
+
+/** Peak resident memory of a live process (VmHWM), from /proc. */
+function peakRssMiB(pid: number): number {
+  try {
+    const kb = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb === undefined ? Number.NaN : Number(kb) / 1024;
+  } catch {
+    return Number.NaN;
   }
 }
 
