@@ -34,23 +34,35 @@ function noteState(ctx: SyncContext, p: Promise<void>): void {
   p.catch((err: unknown) => ctx.log.warn({ job: ctx.jobId, err: errorMessage(err) }, 'could not update the state file'));
 }
 
-/** Before-sync: downloads every rule's objects into its folder. */
-export async function downloadBefore(rules: readonly SyncRule[], ctx: SyncContext): Promise<FolderResult> {
+/** The state-file entries of a folder transfer: each file is listed while it moves. */
+function stateHooks(ctx: SyncContext, kind: 'upload' | 'download') {
+  const [started, done] = kind === 'upload' ? (['uploadStarted', 'uploadDone'] as const) : (['downloadStarted', 'downloadDone'] as const);
+  return {
+    signal: ctx.signal,
+    onFileStart: (f: { localPath: string }) => noteState(ctx, ctx.state[started](ctx.jobId, f.localPath)),
+    onFileDone: (f: { localPath: string }) => noteState(ctx, ctx.state[done](ctx.jobId, f.localPath)),
+  };
+}
+
+/** Runs `transfer` for each rule in turn and adds up what moved. */
+async function eachRule(rules: readonly SyncRule[], transfer: (rule: SyncRule) => Promise<FolderResult>): Promise<FolderResult> {
   const total: FolderResult = { files: 0, bytes: 0 };
   for (const rule of rules) {
-    await mkdir(rule.localPath, { recursive: true });
-    const r = await downloadPrefix(ctx.store, rule.bucket, rule.prefix, rule.localPath, {
-      ...ctx.transfer,
-      signal: ctx.signal,
-      filter: rule.matches,
-      onFileStart: (f) => noteState(ctx, ctx.state.downloadStarted(ctx.jobId, f.localPath)),
-      onFileDone: (f) => noteState(ctx, ctx.state.downloadDone(ctx.jobId, f.localPath)),
-    });
-    ctx.log.info({ job: ctx.jobId, bucket: rule.bucket, prefix: rule.prefix, local_path: rule.localPath, files: r.files, bytes: r.bytes }, 'downloaded');
+    const r = await transfer(rule);
     total.files += r.files;
     total.bytes += r.bytes;
   }
   return total;
+}
+
+/** Before-sync: downloads every rule's objects into its folder. */
+export function downloadBefore(rules: readonly SyncRule[], ctx: SyncContext): Promise<FolderResult> {
+  return eachRule(rules, async (rule) => {
+    await mkdir(rule.localPath, { recursive: true });
+    const r = await downloadPrefix(ctx.store, rule.bucket, rule.prefix, rule.localPath, { ...ctx.transfer, ...stateHooks(ctx, 'download'), filter: rule.matches });
+    ctx.log.info({ job: ctx.jobId, bucket: rule.bucket, prefix: rule.prefix, local_path: rule.localPath, files: r.files, bytes: r.bytes }, 'downloaded');
+    return r;
+  });
 }
 
 /** Identity of one version of a file: size, modification time (ns) and inode. */
@@ -292,9 +304,8 @@ export class DuringSync {
 }
 
 /** After-sync: uploads each rule's folder, skipping files `during` already uploaded as they are. */
-export async function uploadAfter(rules: readonly SyncRule[], ctx: SyncContext, during?: DuringSync): Promise<FolderResult> {
-  const total: FolderResult = { files: 0, bytes: 0 };
-  for (const rule of rules) {
+export function uploadAfter(rules: readonly SyncRule[], ctx: SyncContext, during?: DuringSync): Promise<FolderResult> {
+  return eachRule(rules, async (rule) => {
     const skip = new Set<string>();
     if (during) {
       for (const rel of await listLocalFiles(rule.localPath)) {
@@ -304,14 +315,10 @@ export async function uploadAfter(rules: readonly SyncRule[], ctx: SyncContext, 
     }
     const r = await uploadFolder(ctx.store, rule.localPath, rule.bucket, rule.prefix, {
       ...ctx.transfer,
-      signal: ctx.signal,
+      ...stateHooks(ctx, 'upload'),
       filter: (rel) => rule.matches(rel) && !skip.has(rel),
-      onFileStart: (f) => noteState(ctx, ctx.state.uploadStarted(ctx.jobId, f.localPath)),
-      onFileDone: (f) => noteState(ctx, ctx.state.uploadDone(ctx.jobId, f.localPath)),
     });
     ctx.log.info({ job: ctx.jobId, bucket: rule.bucket, prefix: rule.prefix, files: r.files, bytes: r.bytes, skipped: skip.size }, 'uploaded after exit');
-    total.files += r.files;
-    total.bytes += r.bytes;
-  }
-  return total;
+    return r;
+  });
 }

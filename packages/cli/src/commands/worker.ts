@@ -1,6 +1,5 @@
 import { Command, Option } from 'commander';
 import { WORKER_SETTINGS, Worker, WorkerConfigError, resolveWorkerConfig, settingDescription } from '@drover/worker';
-import { StoreSettingError } from '@drover/storage';
 
 export function workerCommand(): Command {
   const cmd = new Command('worker').description(
@@ -19,7 +18,7 @@ export function workerCommand(): Command {
     try {
       worker = await Worker.create(resolveWorkerConfig(flags));
     } catch (err) {
-      if (err instanceof WorkerConfigError || err instanceof StoreSettingError) {
+      if (err instanceof WorkerConfigError) {
         process.stderr.write(`drover worker: ${err.message}\n`);
         process.exit(2);
       }
