@@ -2,6 +2,8 @@
 // through before-sync, during-sync, after-sync and completes.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
 import { spawnWorker, type TestWorker } from '../helpers/worker.js';
@@ -45,7 +47,10 @@ describe('worker end to end (S3)', () => {
         after: [{ bucket: s3.bucket, prefix: 'out/', local_path: 'out', direction: 'upload' }],
       },
     });
-    const w = spawnWorker({ url: server.url, key: user.token, group, storageEnv: s3.env, env: {} });
+    // The job runs in another folder than the data root: it finds its sync folders through DROVER_DATA_ROOT.
+    // The data root comes from the flag, not the environment, so only the worker can tell the job.
+    const dataRoot = await mkdtemp(join(tmpdir(), 'drover-basic-'));
+    const w = spawnWorker({ url: server.url, key: user.token, group, storageEnv: s3.env, cwd: s3.dir, dataRoot, env: { DROVER_DATA_ROOT: '' }, args: ['--data-root', dataRoot] });
     workers.push(w);
     await w.waitForLog('job started', (l) => l.msg === 'job process started');
     // Checkpoints appear in the bucket while the process still runs.

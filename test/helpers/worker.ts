@@ -45,6 +45,8 @@ export interface WorkerSpec {
   storageEnv?: Record<string, string>;
   env?: Record<string, string>;
   args?: string[];
+  /** The worker's (and so the job's) working directory; the data root by default. */
+  cwd?: string;
 }
 
 let seq = 0;
@@ -55,7 +57,7 @@ export function spawnWorker(spec: WorkerSpec): TestWorker {
   // Only what the worker needs: a test's own AWS variables must not leak into it.
   const base: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
   const proc = spawn(process.execPath, [DROVER_BIN, 'worker', ...(spec.args ?? [])], {
-    cwd: dataRoot,
+    cwd: spec.cwd ?? dataRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...base,

@@ -294,6 +294,8 @@ export class Worker {
         OUTPUT_DIR: cfg.outputDir,
         CHECKPOINT_DIR: cfg.checkpointDir,
         DROVER_PROGRESS_FILE: progressFile,
+        // Relative sync local_paths are relative to the data root, not to the job's working directory.
+        DROVER_DATA_ROOT: cfg.dataRoot,
       };
       proc = new JobProcess({ jobId: job.id, command: job.command, args: job.arguments ?? [], env, cwd: process.cwd(), log });
       log.info({ pid: proc.pid }, 'job process started');
