@@ -63,3 +63,34 @@ export function openStore(s: StoreSettings): ObjectStore {
   }
   throw new StoreSettingError(`storage must be "s3" or a file:///absolute/dir URL, got ${JSON.stringify(kind)}`);
 }
+
+/**
+ * The environment variables each storage setting is read from, in order: the AWS SDK's names, then
+ * the Cloudflare names of the seeds' demo apps. The worker's settings table, the CLI's storage
+ * commands and the app-side Checkpointer all read storage through these.
+ */
+export const STORE_ENV = {
+  storage: ['DROVER_STORAGE'],
+  endpoint: ['AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL', 'CLOUDFLARE_ENDPOINT_URL', 'CLOUDFLARE_URL'],
+  region: ['AWS_REGION', 'AWS_DEFAULT_REGION', 'CLOUDFLARE_REGION'],
+  accessKeyId: ['AWS_ACCESS_KEY_ID', 'CLOUDFLARE_ID'],
+  secretAccessKey: ['AWS_SECRET_ACCESS_KEY', 'CLOUDFLARE_KEY'],
+} as const satisfies Record<string, readonly string[]>;
+
+/** Storage settings from the environment (first non-empty variable of each STORE_ENV list). */
+export function storeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): StoreSettings {
+  const first = (names: readonly string[]) => {
+    for (const n of names) {
+      const v = env[n]?.trim();
+      if (v) return v;
+    }
+    return undefined;
+  };
+  return {
+    storage: first(STORE_ENV.storage),
+    endpoint: first(STORE_ENV.endpoint),
+    region: first(STORE_ENV.region),
+    accessKeyId: first(STORE_ENV.accessKeyId),
+    secretAccessKey: first(STORE_ENV.secretAccessKey),
+  };
+}

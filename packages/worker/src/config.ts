@@ -4,7 +4,7 @@
 // value is an error naming the flag and the variable.
 import os from 'node:os';
 import path from 'node:path';
-import type { StoreSettings } from '@drover/storage';
+import { STORE_ENV, type StoreSettings } from '@drover/storage';
 
 export interface WorkerConfig {
   apiUrl: string;
@@ -71,11 +71,11 @@ export const WORKER_SETTINGS: readonly SettingSpec[] = [
   { key: 'outputDir', flag: '--output-dir <dir>', env: ['OUTPUT_DIR'], kind: 'path', defaultText: '<data root>/output', help: 'legacy output folder' },
   { key: 'checkpointDir', flag: '--checkpoint-dir <dir>', env: ['CHECKPOINT_DIR'], kind: 'path', defaultText: '<data root>/checkpoint', help: 'legacy checkpoint folder' },
   { key: 'stateFile', flag: '--state-file <file>', env: ['KELPIE_STATE_FILE'], kind: 'path', defaultText: '<data root>/.drover/kelpie-state.json', help: 'state file the job can read (uploads, downloads)' },
-  { key: 'storageKind', flag: '--storage <s3|file:///dir>', env: ['DROVER_STORAGE'], kind: 'string', defaultText: 's3', help: 'object storage: S3-compatible, or a local folder with a folder per bucket' },
-  { key: 's3Endpoint', flag: '--s3-endpoint <url>', env: ['AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL', 'CLOUDFLARE_ENDPOINT_URL', 'CLOUDFLARE_URL'], kind: 'url', defaultText: "AWS's", help: 'S3 endpoint, e.g. https://<account>.r2.cloudflarestorage.com' },
-  { key: 's3Region', flag: '--s3-region <region>', env: ['AWS_REGION', 'AWS_DEFAULT_REGION', 'CLOUDFLARE_REGION'], kind: 'string', defaultText: 'auto', help: 'S3 region' },
-  { key: 's3AccessKeyId', flag: '--s3-access-key-id <id>', env: ['AWS_ACCESS_KEY_ID', 'CLOUDFLARE_ID'], kind: 'string', help: 'S3 access key id' },
-  { key: 's3SecretAccessKey', flag: '--s3-secret-access-key <key>', env: ['AWS_SECRET_ACCESS_KEY', 'CLOUDFLARE_KEY'], kind: 'string', help: 'S3 secret access key' },
+  { key: 'storageKind', flag: '--storage <s3|file:///dir>', env: [...STORE_ENV.storage], kind: 'string', defaultText: 's3', help: 'object storage: S3-compatible, or a local folder with a folder per bucket' },
+  { key: 's3Endpoint', flag: '--s3-endpoint <url>', env: [...STORE_ENV.endpoint], kind: 'url', defaultText: "AWS's", help: 'S3 endpoint, e.g. https://<account>.r2.cloudflarestorage.com' },
+  { key: 's3Region', flag: '--s3-region <region>', env: [...STORE_ENV.region], kind: 'string', defaultText: 'auto', help: 'S3 region' },
+  { key: 's3AccessKeyId', flag: '--s3-access-key-id <id>', env: [...STORE_ENV.accessKeyId], kind: 'string', help: 'S3 access key id' },
+  { key: 's3SecretAccessKey', flag: '--s3-secret-access-key <key>', env: [...STORE_ENV.secretAccessKey], kind: 'string', help: 'S3 secret access key' },
   { key: 'imdsUrl', flag: '--imds-url <url>', env: ['DROVER_IMDS_URL'], kind: 'url', defaultText: 'http://169.254.169.254', help: "SaladCloud's instance metadata service" },
   { key: 'longPollS', flag: '--long-poll <s>', env: ['DROVER_LONG_POLL_S'], kind: 'int', min: 0, defaultText: '20; 0 = off', help: 'seconds a claim waits for work on a Drover coordinator' },
   { key: 'pollIntervalS', flag: '--poll-interval <s>', env: ['DROVER_POLL_INTERVAL_S'], kind: 'number', min: 0.1, defaultText: '10', help: 'seconds between polls without long-poll' },
