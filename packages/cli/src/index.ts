@@ -1,6 +1,9 @@
 // The drover command. Each subcommand lives in commands/; errors are one line, never a stack.
 import { Command, CommanderError } from 'commander';
+import { jobCommands } from './commands/jobs.js';
 import { serverCommand } from './commands/server.js';
+import { storageCommands } from './commands/storage.js';
+import { clusterCommands } from './commands/up.js';
 import { workerCommand } from './commands/worker.js';
 
 export function program(): Command {
@@ -11,6 +14,7 @@ export function program(): Command {
     .exitOverride();
   cmd.addCommand(serverCommand());
   cmd.addCommand(workerCommand());
+  for (const c of [...clusterCommands(), ...jobCommands(), ...storageCommands()]) cmd.addCommand(c);
   return cmd;
 }
 
