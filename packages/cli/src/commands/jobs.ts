@@ -1,5 +1,12 @@
+// Client commands for jobs and accounts: submit, status, jobs list|get|cancel|purge|events|clear,
+// users create|me, tokens create. All HTTP goes through the SDK's DroverClient.
 import type { Command } from 'commander';
+import { tokensCommand, usersCommand } from './jobs/admin.js';
+import { usageErrors } from './jobs/common.js';
+import { jobsCommand } from './jobs/manage.js';
+import { statusCommand } from './jobs/status.js';
+import { submitCommand } from './jobs/submit.js';
 
 export function jobCommands(): Command[] {
-  return [];
+  return [submitCommand(), statusCommand(), jobsCommand(), usersCommand(), tokensCommand()].map((c) => usageErrors(c));
 }

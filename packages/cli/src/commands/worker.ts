@@ -38,6 +38,9 @@ export function workerCommand(): Command {
     });
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // Started by `drover up` with an IPC channel: if that parent dies (even by kill -9), shut down
+    // like on SIGTERM rather than live on as an orphan.
+    if (process.send) process.on('disconnect', () => worker.shutdown('SIGTERM'));
     const code = await worker.run();
     process.exit(code);
   });

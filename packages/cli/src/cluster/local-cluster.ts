@@ -1,0 +1,208 @@
+// The whole system on one machine: a coordinator on the embedded SQLite store (in this process),
+// local-folder storage, and N `drover worker` processes serving one container group. `drover up`
+// and `drover demo` both run on this.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { DroverApiError, DroverClient } from '@drover/sdk';
+import { type RunningServer, startServer } from '@drover/server';
+import { type Profile, readProfile, writeProfile } from '../lib/profile.js';
+
+const DROVER_BIN = fileURLToPath(new URL('../../bin/drover.js', import.meta.url));
+
+export interface LocalClusterOptions {
+  /** Folder for the database, storage, worker data, logs and the profile (default ./.drover). */
+  dir: string;
+  workers: number;
+  port: number;
+  host: string;
+  containerGroupId: string;
+  bucket: string;
+  /** Where to write the profile later commands read (default <dir>/profile.json). */
+  profileFile: string;
+  /** Extra environment for every worker (e.g. a shorter settle time for the demo). */
+  workerEnv?: Record<string, string>;
+  /** Called with each log line a worker prints (parsed pino JSON when it is). */
+  onWorkerLog?: (machineId: string, line: WorkerLogLine) => void;
+  coordinatorLogLevel?: string;
+}
+
+export interface WorkerLogLine {
+  level: number;
+  time?: number;
+  msg: string;
+  job?: string;
+  [k: string]: unknown;
+}
+
+export interface LocalWorker {
+  machineId: string;
+  proc: ChildProcess;
+  dataRoot: string;
+  logFile: string;
+  /** Process ids of the jobs this worker started (each leads its own process group). */
+  jobPids: number[];
+  /** The job this worker is running, by its log. */
+  currentJob?: string;
+  exited: Promise<number | null>;
+}
+
+export interface LocalCluster {
+  url: string;
+  key: string;
+  username: string;
+  storage: string;
+  storageDir: string;
+  profileFile: string;
+  client: DroverClient;
+  workers: LocalWorker[];
+  addWorker(): LocalWorker;
+  /** A node dies: SIGKILL to the worker and every job process it started. */
+  killNode(machineId: string): Promise<void>;
+  /** SIGTERM to the workers (they release their jobs), wait for them, stop the coordinator. */
+  stop(): Promise<void>;
+}
+
+/** Reuses the profile's key when it still works here; else creates a user and a key (and says so). */
+async function localUser(url: string, adminKey: string, profile: Profile | undefined): Promise<{ key: string; username: string }> {
+  if (profile) {
+    try {
+      const me = await new DroverClient({ url, key: profile.api_key, retries: 0 }).me();
+      if (!me.admin) return { key: profile.api_key, username: me.username };
+    } catch (err) {
+      if (!(err instanceof DroverApiError && err.status === 401)) throw err;
+    }
+  }
+  const admin = new DroverClient({ url, key: adminKey });
+  for (let i = 0; ; i++) {
+    const username = i === 0 ? 'local' : `local-${randomBytes(3).toString('hex')}`;
+    try {
+      const user = await admin.createUser(username);
+      const { token } = await admin.createToken(user.id);
+      return { key: token, username };
+    } catch (err) {
+      if (!(err instanceof DroverApiError && err.error === 'user_exists') || i > 3) throw err;
+    }
+  }
+}
+
+export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
+  const dir = path.resolve(opts.dir);
+  const storageDir = path.join(dir, 'storage');
+  const logDir = path.join(dir, 'logs');
+  for (const d of [dir, storageDir, path.join(storageDir, opts.bucket), logDir]) mkdirSync(d, { recursive: true });
+  // Only this process holds the admin key: it exists to create the local user, and changes every start.
+  const adminKey = process.env.DROVER_ADMIN_KEY || `drv_admin_${randomBytes(24).toString('hex')}`;
+  const server: RunningServer = await startServer({
+    port: opts.port,
+    host: opts.host,
+    database: path.join(dir, 'drover.db'),
+    adminKey,
+    logLevel: opts.coordinatorLogLevel ?? 'warn',
+  });
+  const url = server.url.replace('0.0.0.0', '127.0.0.1');
+  let user: { key: string; username: string };
+  try {
+    user = await localUser(url, adminKey, readProfile(opts.profileFile));
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+  const storage = pathToFileURL(storageDir).toString();
+  writeProfile(opts.profileFile, { api_url: url, api_key: user.key, storage, container_group_id: opts.containerGroupId, bucket: opts.bucket });
+
+  const workers: LocalWorker[] = [];
+  let seq = 0;
+  const addWorker = (): LocalWorker => {
+    const machineId = `local-${++seq}`;
+    const dataRoot = path.join(dir, 'workers', machineId);
+    mkdirSync(dataRoot, { recursive: true });
+    const logFile = path.join(logDir, `${machineId}.log`);
+    const log: WriteStream = createWriteStream(logFile, { flags: 'a' });
+    // An IPC channel lets the worker notice when this process dies, even by kill -9.
+    const proc = spawn(process.execPath, [DROVER_BIN, 'worker'], {
+      cwd: dataRoot,
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      env: {
+        ...process.env,
+        KELPIE_API_URL: url,
+        KELPIE_API_KEY: user.key,
+        SALAD_MACHINE_ID: machineId,
+        SALAD_CONTAINER_GROUP_ID: opts.containerGroupId,
+        DROVER_DATA_ROOT: dataRoot,
+        DROVER_STORAGE: storage,
+        // No instance metadata service on this machine: reallocation requests fail fast and are logged.
+        DROVER_IMDS_URL: 'http://127.0.0.1:9',
+        ...opts.workerEnv,
+      },
+    });
+    const worker: LocalWorker = {
+      machineId,
+      proc,
+      dataRoot,
+      logFile,
+      jobPids: [],
+      exited: once(proc, 'exit').then(([code]) => code as number | null),
+    };
+    createInterface({ input: proc.stdout! }).on('line', (text) => {
+      log.write(`${text}\n`);
+      let line: WorkerLogLine;
+      try {
+        line = JSON.parse(text) as WorkerLogLine;
+      } catch {
+        line = { level: 30, msg: text };
+      }
+      if (line.msg === 'claimed a job' && line.job) worker.currentJob = line.job;
+      if (line.msg === 'job process started' && typeof line.pid === 'number') worker.jobPids.push(line.pid);
+      if (line.msg.startsWith('job reported') || line.msg === 'job dropped') worker.currentJob = undefined;
+      opts.onWorkerLog?.(machineId, line);
+    });
+    proc.stderr!.on('data', (c: Buffer) => {
+      log.write(c);
+      opts.onWorkerLog?.(machineId, { level: 50, msg: c.toString().trimEnd() });
+    });
+    void worker.exited.then(() => log.end());
+    workers.push(worker);
+    return worker;
+  };
+  for (let i = 0; i < opts.workers; i++) addWorker();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    key: user.key,
+    username: user.username,
+    storage,
+    storageDir,
+    profileFile: opts.profileFile,
+    client: new DroverClient({ url, key: user.key }),
+    workers,
+    addWorker,
+    async killNode(machineId) {
+      const w = workers.find((x) => x.machineId === machineId);
+      if (!w) throw new Error(`no worker ${machineId}`);
+      w.proc.kill('SIGKILL');
+      for (const pid of w.jobPids) {
+        try {
+          process.kill(-pid, 'SIGKILL');
+        } catch {
+          // that job had already ended
+        }
+      }
+      await w.exited;
+    },
+    stop() {
+      stopping ??= (async () => {
+        const running = workers.filter((w) => w.proc.exitCode === null && w.proc.signalCode === null);
+        for (const w of running) w.proc.kill('SIGTERM');
+        await Promise.all(running.map((w) => w.exited));
+        await server.close();
+      })();
+      return stopping;
+    },
+  };
+}
