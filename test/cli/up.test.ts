@@ -58,9 +58,10 @@ describe('drover up', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  test('runs jobs on its workers, writes a profile, and Ctrl-C stops every process it started', async () => {
+  test('runs jobs on its workers, writes a profile, and Ctrl-C stops every process it started', async (t) => {
     const up = await startUp();
     dirs.push(up.dir);
+    t.after(() => up.proc.kill('SIGKILL'));
     const profile = JSON.parse(readFileSync(join(up.dir, 'profile.json'), 'utf8')) as Record<string, string>;
     assert.equal(profile.api_url, up.url);
     assert.equal(profile.api_key, up.key);
@@ -85,7 +86,7 @@ describe('drover up', () => {
       sync: {},
     });
     await waitFor('the long job to run', async () => (await client.getJob(long.id)).status === 'running', 30_000);
-    assert.ok(processesUnder(up.dir).length >= 3, 'two workers and a job run under the cluster folder');
+    await waitFor('two workers and the job process to run under the cluster folder', () => processesUnder(up.dir).length >= 3);
 
     up.proc.kill('SIGINT');
     const [code] = await up.exited;

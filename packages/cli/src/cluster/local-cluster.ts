@@ -3,9 +3,9 @@
 // and `drover demo` both run on this.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { DroverApiError, DroverClient } from '@drover/sdk';
@@ -90,6 +90,33 @@ async function localUser(url: string, adminKey: string, profile: Profile | undef
   }
 }
 
+/** Calls `onLine` with each line of `file` from byte `from` on, as it is appended, until `done` settles (then reads what is left). */
+async function tailLines(file: string, from: number, done: Promise<unknown>, onLine: (line: string) => void): Promise<void> {
+  const fh = await open(file, 'r');
+  let offset = from;
+  let partial = '';
+  let finished = false;
+  void done.then(() => (finished = true));
+  try {
+    for (;;) {
+      const last = finished;
+      for (;;) {
+        const { bytesRead, buffer } = await fh.read({ buffer: Buffer.alloc(64 * 1024), position: offset });
+        if (bytesRead === 0) break;
+        offset += bytesRead;
+        const lines = (partial + buffer.subarray(0, bytesRead).toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) if (l) onLine(l);
+      }
+      if (last) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if (partial) onLine(partial);
+  } finally {
+    await fh.close();
+  }
+}
+
 export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
   const dir = path.resolve(opts.dir);
   const storageDir = path.join(dir, 'storage');
@@ -122,11 +149,15 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     const dataRoot = path.join(dir, 'workers', machineId);
     mkdirSync(dataRoot, { recursive: true });
     const logFile = path.join(logDir, `${machineId}.log`);
-    const log: WriteStream = createWriteStream(logFile, { flags: 'a' });
+    // The worker writes its log straight into its file, which this process tails: a worker must
+    // never depend on this process reading a pipe (if it dies, a worker blocked writing its last
+    // log lines would never exit).
+    const logFd = openSync(logFile, 'a');
+    const logStart = fstatSync(logFd).size;
     // An IPC channel lets the worker notice when this process dies, even by kill -9.
     const proc = spawn(process.execPath, [DROVER_BIN, 'worker'], {
       cwd: dataRoot,
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      stdio: ['ignore', logFd, logFd, 'ipc'],
       env: {
         ...process.env,
         KELPIE_API_URL: url,
@@ -140,6 +171,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         ...opts.workerEnv,
       },
     });
+    closeSync(logFd);
     const worker: LocalWorker = {
       machineId,
       proc,
@@ -148,24 +180,19 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       jobPids: [],
       exited: once(proc, 'exit').then(([code]) => code as number | null),
     };
-    createInterface({ input: proc.stdout! }).on('line', (text) => {
-      log.write(`${text}\n`);
+    void tailLines(logFile, logStart, worker.exited, (text) => {
       let line: WorkerLogLine;
       try {
         line = JSON.parse(text) as WorkerLogLine;
       } catch {
         line = { level: 30, msg: text };
       }
+      if (typeof line.msg !== 'string') line.msg = String(line.msg);
       if (line.msg === 'claimed a job' && line.job) worker.currentJob = line.job;
       if (line.msg === 'job process started' && typeof line.pid === 'number') worker.jobPids.push(line.pid);
       if (line.msg.startsWith('job reported') || line.msg === 'job dropped') worker.currentJob = undefined;
       opts.onWorkerLog?.(machineId, line);
     });
-    proc.stderr!.on('data', (c: Buffer) => {
-      log.write(c);
-      opts.onWorkerLog?.(machineId, { level: 50, msg: c.toString().trimEnd() });
-    });
-    void worker.exited.then(() => log.end());
     workers.push(worker);
     return worker;
   };

@@ -14,6 +14,9 @@ export function workerCommand(): Command {
       'release it to another node, and exit 0.\n',
   );
   cmd.action(async (flags: Record<string, unknown>) => {
+    // (the channel may already be closed: the parent can die while this process loads)
+    let parentGone = process.send !== undefined && !process.connected;
+    process.once('disconnect', () => (parentGone = true));
     let worker: Worker;
     try {
       worker = await Worker.create(resolveWorkerConfig(flags));
@@ -39,8 +42,11 @@ export function workerCommand(): Command {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     // Started by `drover up` with an IPC channel: if that parent dies (even by kill -9), shut down
-    // like on SIGTERM rather than live on as an orphan.
-    if (process.send) process.on('disconnect', () => worker.shutdown('SIGTERM'));
+    // like on SIGTERM rather than live on as an orphan. It may have died while the worker started.
+    if (process.send) {
+      if (parentGone) worker.shutdown('parent exited');
+      else process.on('disconnect', () => worker.shutdown('parent exited'));
+    }
     const code = await worker.run();
     process.exit(code);
   });

@@ -1,6 +1,7 @@
 // The Fastify application: shared schemas, validation, auth, error shape and metrics are
 // registered once; each resource is a plugin under routes/.
 import Fastify, {
+  LogController,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
@@ -86,7 +87,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requestTimeout: 120_000,
     forceCloseConnections: 'idle',
     // Workers heartbeat all day: one log line per request belongs at debug level (onResponse below).
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Path parameters are checked by their schemas (a container group id may be 256 characters);
     // the router's own limit (100 by default) would answer 414 before validation.
     routerOptions: { maxParamLength: 2048 },
