@@ -15,6 +15,7 @@ function wholeNumber(name: string, min: number, max?: number) {
 
 export function serverCommand(): Command {
   return new Command('server')
+    .summary('Run the coordinator (SQLite or PostgreSQL)')
     .description('Run the coordinator: the Kelpie-compatible job API, scheduler and webhook sender')
     .option('-p, --port <port>', 'port to listen on', wholeNumber('--port', 0, 65535), 8080)
     .option('--host <host>', 'address to listen on', '0.0.0.0')

@@ -63,7 +63,7 @@ interface ClusterFlags {
 
 function upCommand(): Command {
   return clusterOptions(
-    new Command('up').description(
+    new Command('up').summary('Run coordinator, storage and N workers on this machine').description(
       'Run the whole system on this machine: a coordinator on SQLite, local-folder storage and N workers. ' +
         'Writes a profile so later commands (submit, status, upload...) need no flags. Ctrl-C stops everything.',
     ),
@@ -105,7 +105,7 @@ function upCommand(): Command {
 
 function demoCommand(): Command {
   return clusterOptions(
-    new Command('demo').description(
+    new Command('demo').summary("Run the seeds' demo: series-sum jobs survive a kill -9, sums checked").description(
       "Run the seeds' demo end to end on this machine: start a local cluster, upload inputs for series-sum jobs, submit them, " +
         'kill -9 one worker mid-run and start a replacement, show live progress, and check every sum against the closed form. ' +
         'Exits 0 only if every sum is exact.',

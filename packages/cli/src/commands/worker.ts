@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { WORKER_SETTINGS, Worker, WorkerConfigError, resolveWorkerConfig, settingDescription } from '@drover/worker';
 
 export function workerCommand(): Command {
-  const cmd = new Command('worker').description(
+  const cmd = new Command('worker').summary('Run a worker on this node (Kelpie-compatible settings)').description(
     'Run a worker on this node: claim jobs from the coordinator, sync their data with object storage, run them and report back. ' +
       "Configured like Kelpie's worker, by environment or flags.",
   );
