@@ -154,11 +154,19 @@ export async function downloadPrefix(store: ObjectStore, bucket: string, prefix:
   const progress = folderProgress(total, wanted.length, opts.onProgress);
   const { fileConcurrency, filter: _f, onFileStart, onFileDone, onProgress: _p, ...transfer } = opts;
   await mkdir(localDir, { recursive: true });
+  // Each sub-folder is created once, not once per file in it.
+  const folders = new Map<string, Promise<unknown>>([[localDir, Promise.resolve()]]);
   let bytes = 0;
   await eachLimited(wanted, fileConcurrency ?? 16, async (w) => {
     const file: FolderFile = { relativePath: w.rel, localPath: path.join(localDir, ...w.rel.split('/')), key: w.key };
     onFileStart?.(file);
-    await mkdir(path.dirname(file.localPath), { recursive: true });
+    const folder = path.dirname(file.localPath);
+    let made = folders.get(folder);
+    if (!made) {
+      made = mkdir(folder, { recursive: true });
+      folders.set(folder, made);
+    }
+    await made;
     // The listing already gave size and ETag: no HEAD per file (a changed object is looked up again).
     const result = await downloadListedObject(store, bucket, w.object, file.localPath, { ...transfer, onProgress: progress.perFile() });
     bytes += result.size;

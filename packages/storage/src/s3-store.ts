@@ -2,6 +2,9 @@
 // the bucket in the path (http://host/bucket/key), which R2, MinIO and loopback test servers want.
 // The SDK's own retries are off by default (maxAttempts 1): the transfer engine retries whole
 // steps with backoff and jitter, and two layers of retries would multiply.
+// With a custom endpoint addressed path-style (R2, MinIO, loopback), the hot requests (GetObject,
+// HeadObject, PutObject, UploadPart) skip the SDK's middleware stack and go out as plain signed
+// HTTP requests (s3-direct.ts), with the same error shapes; everything else uses the SDK.
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -10,6 +13,9 @@ import {
   DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand,
   S3Client, UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { GET_TO_FILE, type GetToFile } from './file-get.js';
+import { DirectS3 } from './s3-direct.js';
+import { hasWorkers } from './worker-pool.js';
 import {
   ChangedError, InvalidKeyError, InvalidRangeError, NotFoundError,
   type CompletedPart, type GetOptions, type MultipartApi, type ObjectInfo, type ObjectStore, type PutBody, type PutOptions,
@@ -29,6 +35,12 @@ export interface S3StoreOptions {
   connectionTimeoutMs?: number;
   /** Use an existing client instead of building one from the options above. */
   client?: S3Client;
+  /**
+   * Send GetObject, HeadObject, PutObject and UploadPart as plain signed HTTP requests instead of
+   * through the SDK (much less CPU per request). Default true; it applies only to a client built
+   * from `endpoint` with `forcePathStyle` (never to AWS's own endpoints or a given `client`).
+   */
+  directRequests?: boolean;
 }
 
 function unquote(etag: string | undefined): string | undefined {
@@ -44,14 +56,38 @@ function isNotFound(err: unknown): boolean {
   return name === 'NoSuchKey' || name === 'NotFound' || statusOf(err) === 404;
 }
 
+/** The engine's errors for a failed GetObject: NotFound (404), Changed (412), InvalidRange (416). */
+function mapGetError(err: unknown, bucket: string, key: string): unknown {
+  if (isNotFound(err)) return new NotFoundError(bucket, key, { cause: err });
+  if (statusOf(err) === 412) return new ChangedError(bucket, key, { cause: err });
+  if (statusOf(err) === 416) return new InvalidRangeError(`range not satisfiable for ${bucket}/${key}`, { cause: err });
+  return err;
+}
+
 function checkKey(key: string): void {
   if (!key) throw new InvalidKeyError('empty key');
   if (key.includes('\0')) throw new InvalidKeyError(`key contains a NUL byte: ${JSON.stringify(key)}`);
 }
 
+/** The endpoint as a URL when requests may bypass the SDK (custom endpoint, path-style), else undefined. */
+function directEndpoint(opts: S3StoreOptions): URL | undefined {
+  if (opts.client || opts.directRequests === false || !opts.forcePathStyle || !opts.endpoint) return undefined;
+  try {
+    const url = new URL(opts.endpoint);
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.username) return undefined;
+    return url;
+  } catch {
+    return undefined;
+  }
+}
+
 export class S3Store implements ObjectStore {
   readonly client: S3Client;
   readonly multipart: MultipartApi;
+  /** The lean request path, when this store's endpoint allows it. */
+  private readonly direct: DirectS3 | undefined;
+  /** Whole-object GETs into a file, in a worker thread (lean path only). */
+  readonly [GET_TO_FILE]?: GetToFile;
 
   constructor(opts: S3StoreOptions = {}) {
     this.client =
@@ -71,6 +107,29 @@ export class S3Store implements ObjectStore {
         },
       });
     const client = this.client;
+    const endpoint = directEndpoint(opts);
+    const direct = endpoint
+      ? new DirectS3(client, endpoint, { requestTimeoutMs: opts.requestTimeoutMs ?? 60_000, connectionTimeoutMs: opts.connectionTimeoutMs ?? 10_000 })
+      : undefined;
+    this.direct = direct;
+    if (direct && hasWorkers()) {
+      this[GET_TO_FILE] = async (bucket, key, file, o) => {
+        checkKey(key);
+        try {
+          return await direct.getToFile(bucket, key, file, o);
+        } catch (err) {
+          throw mapGetError(err, bucket, key);
+        }
+      };
+    }
+    if (direct) {
+      // Callers release a store with `store.client.destroy()`; let that close our connections too.
+      const destroyClient = client.destroy.bind(client);
+      client.destroy = () => {
+        direct.destroy();
+        destroyClient();
+      };
+    }
     this.multipart = {
       async create(bucket, key, o) {
         checkKey(key);
@@ -79,6 +138,11 @@ export class S3Store implements ObjectStore {
         return out.UploadId;
       },
       async uploadPart(bucket, key, uploadId, partNumber, body, md5) {
+        if (direct) {
+          const etag = await direct.uploadPart(bucket, key, uploadId, partNumber, body, md5);
+          if (!etag) throw new Error(`UploadPart ${partNumber} of ${bucket}/${key} returned no ETag`);
+          return etag;
+        }
         const out = await client.send(
           new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ContentMD5: md5 }),
         );
@@ -117,6 +181,7 @@ export class S3Store implements ObjectStore {
   async head(bucket: string, key: string): Promise<ObjectInfo> {
     checkKey(key);
     try {
+      if (this.direct) return { key, ...(await this.direct.head(bucket, key)) };
       const out = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
       return { key, size: out.ContentLength ?? 0, etag: unquote(out.ETag), lastModified: out.LastModified ?? new Date(0) };
     } catch (err) {
@@ -132,6 +197,7 @@ export class S3Store implements ObjectStore {
       throw new InvalidRangeError(`invalid range ${range.start}-${range.end}`);
     }
     try {
+      if (this.direct) return await this.direct.get(bucket, key, range, opts.ifMatch);
       const out = await this.client.send(
         new GetObjectCommand({
           Bucket: bucket, Key: key,
@@ -142,10 +208,7 @@ export class S3Store implements ObjectStore {
       if (!(out.Body instanceof Readable)) throw new Error(`GetObject ${bucket}/${key} returned no Node stream`);
       return out.Body;
     } catch (err) {
-      if (isNotFound(err)) throw new NotFoundError(bucket, key, { cause: err });
-      if (statusOf(err) === 412) throw new ChangedError(bucket, key, { cause: err });
-      if (statusOf(err) === 416) throw new InvalidRangeError(`range not satisfiable for ${bucket}/${key}`, { cause: err });
-      throw err;
+      throw mapGetError(err, bucket, key);
     }
   }
 
@@ -158,8 +221,10 @@ export class S3Store implements ObjectStore {
       if (!(body instanceof Readable)) size ??= body.length;
     } else {
       size ??= (await stat(body.file)).size;
+      if (this.direct) return { etag: await this.direct.put(bucket, key, body, size, opts.md5, opts.contentType) };
       payload = createReadStream(body.file);
     }
+    if (this.direct && size !== undefined) return { etag: await this.direct.put(bucket, key, payload, size, opts.md5, opts.contentType) };
     const out = await this.client.send(
       new PutObjectCommand({ Bucket: bucket, Key: key, Body: payload, ContentLength: size, ContentMD5: opts.md5, ContentType: opts.contentType }),
     );
