@@ -7,17 +7,10 @@ import { text } from 'node:stream/consumers';
 import type { Job } from '@drover/protocol';
 import { expectedSum, inputKey, outputKey, seriesSumJob } from '@drover/example-series-sum';
 import { openStore } from '@drover/storage';
-import { startLocalCluster } from './local-cluster.js';
+import { type ClusterSettings, startLocalCluster } from './local-cluster.js';
 import { formatDuration, formatTable, paint, paintStatus } from '../lib/output.js';
 
-export interface DemoOptions {
-  dir: string;
-  workers: number;
-  port: number;
-  host: string;
-  containerGroupId: string;
-  bucket: string;
-  profileFile: string;
+export interface DemoOptions extends ClusterSettings {
   jobs: number;
   mode: 'worker' | 'app' | 'both';
   stepSeconds: number;
@@ -51,13 +44,7 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
   // The demo's folder is its own: start from nothing so every run does the same thing.
   await rm(opts.dir, { recursive: true, force: true });
   const cluster = await startLocalCluster({
-    dir: opts.dir,
-    workers: opts.workers,
-    port: opts.port,
-    host: opts.host,
-    containerGroupId: opts.containerGroupId,
-    bucket: opts.bucket,
-    profileFile: opts.profileFile,
+    ...opts,
     // Files settle fast in the demo's short runs.
     workerEnv: { DROVER_SYNC_SETTLE_S: '0.2', DROVER_KILL_GRACE_S: '3' },
   });

@@ -14,7 +14,8 @@ import { type Profile, readProfile, writeProfile } from '../lib/profile.js';
 
 const DROVER_BIN = fileURLToPath(new URL('../../bin/drover.js', import.meta.url));
 
-export interface LocalClusterOptions {
+/** What `drover up` and `drover demo` both take. */
+export interface ClusterSettings {
   /** Folder for the database, storage, worker data, logs and the profile (default ./.drover). */
   dir: string;
   workers: number;
@@ -24,6 +25,9 @@ export interface LocalClusterOptions {
   bucket: string;
   /** Where to write the profile later commands read (default <dir>/profile.json). */
   profileFile: string;
+}
+
+export interface LocalClusterOptions extends ClusterSettings {
   /** Extra environment for every worker (e.g. a shorter settle time for the demo). */
   workerEnv?: Record<string, string>;
   /** Called with each log line a worker prints (parsed pino JSON when it is). */

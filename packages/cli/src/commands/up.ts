@@ -1,7 +1,7 @@
 // `drover up` (the whole system on this machine) and `drover demo` (up, then the seeds' demo run).
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { type LocalCluster, startLocalCluster, type WorkerLogLine } from '../cluster/local-cluster.js';
+import { type ClusterSettings, type LocalCluster, startLocalCluster, type WorkerLogLine } from '../cluster/local-cluster.js';
 import { runDemo } from '../cluster/demo.js';
 import { action, paint } from '../lib/output.js';
 
@@ -61,6 +61,18 @@ interface ClusterFlags {
   profile?: string;
 }
 
+function clusterSettings(flags: ClusterFlags): ClusterSettings {
+  return {
+    dir: flags.dir,
+    workers: flags.workers,
+    port: flags.port,
+    host: flags.host,
+    containerGroupId: flags.group,
+    bucket: flags.bucket,
+    profileFile: path.resolve(flags.profile ?? path.join(flags.dir, 'profile.json')),
+  };
+}
+
 function upCommand(): Command {
   return clusterOptions(
     new Command('up').summary('Run coordinator, storage and N workers on this machine').description(
@@ -72,15 +84,8 @@ function upCommand(): Command {
     .option('-q, --quiet', "don't print the workers' log lines (they are always in <dir>/logs/)")
     .action(
       action('up', async (flags: ClusterFlags & { quiet?: boolean }) => {
-        const profileFile = path.resolve(flags.profile ?? path.join(flags.dir, 'profile.json'));
         const cluster = await startLocalCluster({
-          dir: flags.dir,
-          workers: flags.workers,
-          port: flags.port,
-          host: flags.host,
-          containerGroupId: flags.group,
-          bucket: flags.bucket,
-          profileFile,
+          ...clusterSettings(flags),
           onWorkerLog: flags.quiet ? undefined : (id, line) => process.stdout.write(formatWorkerLine(id, line)),
         });
         const stopped = stopOnSignal(cluster, 'the cluster');
@@ -121,13 +126,7 @@ function demoCommand(): Command {
     .action(
       action('demo', async (flags: ClusterFlags & { jobs: number; mode: 'worker' | 'app' | 'both'; step: number; steps: number; timeout: number; kill: boolean }) => {
         const ok = await runDemo({
-          dir: flags.dir,
-          workers: flags.workers,
-          port: flags.port,
-          host: flags.host,
-          containerGroupId: flags.group,
-          bucket: flags.bucket,
-          profileFile: path.resolve(flags.profile ?? path.join(flags.dir, 'profile.json')),
+          ...clusterSettings(flags),
           jobs: flags.jobs,
           mode: flags.mode,
           stepSeconds: flags.step,
