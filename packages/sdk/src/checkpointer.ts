@@ -169,6 +169,7 @@ class ThreadUploader implements Uploader {
     if (this.worker !== w) return;
     this.worker = undefined;
     this.broken = true;
+    process.emitWarning(`Checkpointer: the upload thread failed (${errorMessage(err)}); uploading on the app's thread from now on`);
     const calls = [...this.calls.values()];
     this.calls.clear();
     for (const c of calls) c.reject(err);
