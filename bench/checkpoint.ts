@@ -22,22 +22,20 @@
 // the app leaves idle; `--server-nice 0` lets it compete fully (the worst case). Saves that
 // arrive while the previous upload of the file still runs replace the waiting one (coalescing),
 // so "uploads" can be fewer than "saves". Temp data lives under os.tmpdir() and is removed.
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
-import { cpus, loadavg, setPriority, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { MiB, S3Store, type StoreSettings } from '@drover/storage';
 import { Checkpointer } from '@drover/sdk';
+import { startS3ServerProcess } from './lib/s3-server.js';
 
-const SERVE_FLAG = '--serve-fauxqs';
 const BUCKET = 'bench';
 const REGION = 'us-east-1';
 const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -125,9 +123,9 @@ async function main(): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const started = await startServer(serverNice);
+    const started = await startS3ServerProcess({ nice: serverNice });
     server = started.child;
-    const endpoint = `http://127.0.0.1:${started.port}`;
+    const endpoint = started.endpoint;
     const settings: StoreSettings = { storage: 's3', endpoint, region: REGION, ...CREDENTIALS, forcePathStyle: true };
     const admin = new S3Store({ endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
     await admin.client.send(new CreateBucketCommand({ Bucket: BUCKET }));
@@ -283,16 +281,6 @@ async function main(): Promise<void> {
   }
 }
 
-async function startServer(nice: number): Promise<{ child: ChildProcess; port: number }> {
-  const child = fork(fileURLToPath(import.meta.url), [SERVE_FLAG, String(nice)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m) => resolve((m as { port: number }).port));
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`the fauxqs process exited early (${code})`)));
-  });
-  return { child, port };
-}
-
 async function writeRandom(file: string, size: number): Promise<void> {
   const buf = Buffer.allocUnsafe(16 * MiB);
   const fh = await open(file, 'w');
@@ -357,22 +345,4 @@ function median(xs: number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Child mode: the S3 server alone in its process; tells the parent its port and stops with it.
-if (process.argv[2] === SERVE_FLAG) {
-  // Linux keeps a niceness per thread: set it on every thread there is (the V8 and libuv threads
-  // created later inherit it from the thread that starts them).
-  const nice = Number(process.argv[3] ?? 0);
-  if (nice > 0) {
-    for (const tid of readdirSync('/proc/self/task')) setPriority(Number(tid), nice);
-  }
-  const { buildApp } = await import('fauxqs');
-  const app = buildApp({ logger: false });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  process.send?.({ port: (app.server.address() as AddressInfo).port });
-  process.on('disconnect', () => {
-    void app.close().finally(() => process.exit(0));
-  });
-} else {
-  await main();
-}
+await main();

@@ -15,24 +15,22 @@
 // match its source (size and SHA-256) or the run fails. The order of the two tools alternates from
 // run to run; the table shows medians. MB/s is 10^6 bytes per second of wall time, rclone's
 // including its process start. Temp data lives under os.tmpdir() and is removed at the end.
-import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { startS3ServerProcess } from './lib/s3-server.js';
 import { CreateBucketCommand, DeleteObjectsCommand } from '@aws-sdk/client-s3';
 import {
   MiB, S3Store, downloadFile, downloadPrefix, uploadFile, uploadFolder,
   type FolderTransferOptions, type TransferOptions,
 } from '@drover/storage';
 
-const SERVE_FLAG = '--serve-fauxqs';
 const BUCKET = 'bench';
 const REGION = 'us-east-1';
 const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -142,9 +140,9 @@ async function main(): Promise<void> {
   process.once('SIGTERM', onSignal);
   try {
     // ---- the server ------------------------------------------------------------------------
-    const started = await startServer();
+    const started = await startS3ServerProcess({ rcloneShim: true });
     server = started.child;
-    const endpoint = `http://127.0.0.1:${started.port}`;
+    const endpoint = started.endpoint;
     const admin = newStore(endpoint);
     await admin.client.send(new CreateBucketCommand({ Bucket: BUCKET }));
 
@@ -305,16 +303,6 @@ function newStore(endpoint: string): S3Store {
   return new S3Store({ endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
 }
 
-async function startServer(): Promise<{ child: ChildProcess; port: number }> {
-  const child = fork(fileURLToPath(import.meta.url), [SERVE_FLAG], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m) => resolve((m as { port: number }).port));
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`the fauxqs process exited early (${code})`)));
-  });
-  return { child, port };
-}
-
 /** Writes random files (in 16 MiB chunks) and returns their sizes and SHA-256 sums. */
 async function makeFiles(dir: string, files: { rel: string; size: number }[]): Promise<SourceFile[]> {
   const chunk = Buffer.allocUnsafe(16 * MiB);
@@ -455,36 +443,4 @@ function summarize(ms: Measurement[], tools: Tool[], o: { bigBytes: number; file
   return { rows, table: lines.join('\n') };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Child mode: the S3 server alone in its process. Tells the parent its port over IPC and stops
-// when the parent goes away.
-if (process.argv[2] === SERVE_FLAG) {
-  const { buildApp } = await import('fauxqs');
-  const app = buildApp({ logger: false });
-  // Compatibility shim for rclone's CompleteMultipartUpload body, which fauxqs 1.9.2 misreads in two
-  // ways: Go's encoding/xml writes the ETags' quotes as `&#34;` (fauxqs only unescapes `&quot;`), and
-  // aws-sdk-go emits each part's <PartNumber> and <ETag> in either order (fauxqs reads only the
-  // order of the first part and silently drops the others, so the object comes out short). Each
-  // <Part> is rewritten as <PartNumber> then <ETag> with plain quotes. It touches one small XML body
-  // per upload, costs nothing measurable and applies to both clients alike.
-  app.addHook('preValidation', (req, _reply, done) => {
-    const query = req.query as Record<string, string | undefined>;
-    if (req.method === 'POST' && query.uploadId !== undefined && Buffer.isBuffer(req.body)) {
-      const xml = req.body.toString('utf8').replace(/<Part>([\s\S]*?)<\/Part>/g, (whole, inner: string) => {
-        const n = /<PartNumber>(\d+)<\/PartNumber>/.exec(inner)?.[1];
-        const etag = /<ETag>([\s\S]*?)<\/ETag>/.exec(inner)?.[1];
-        if (n === undefined || etag === undefined) return whole;
-        return `<Part><PartNumber>${n}</PartNumber><ETag>${etag.replace(/&#(34|x22);/gi, '&quot;')}</ETag></Part>`;
-      });
-      req.body = Buffer.from(xml);
-    }
-    done();
-  });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  process.send?.({ port: (app.server.address() as AddressInfo).port });
-  process.on('disconnect', () => {
-    void app.close().finally(() => process.exit(0));
-  });
-} else {
-  await main();
-}
+await main();
