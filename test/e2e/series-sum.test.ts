@@ -7,41 +7,17 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
   MAIN_JS, expectedSum, inputKey, logKey, outputKey, seriesSumJob, stateKey,
   type SeriesOutput, type SeriesState, type SeriesSumJobOptions, type SeriesSumMode,
 } from '@drover/example-series-sum';
 import { NotFoundError } from '@drover/storage';
+import { startRecordingImds } from '../helpers/imds.js';
 import { startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 import { spawnWorker, type TestWorker, type WorkerSpec } from '../helpers/worker.js';
 import { keysOf, readAll, startBackend, type Backend } from '../storage/harness.js';
-
-/** A stand-in for SaladCloud's IMDS on loopback: records every request, answers 204. */
-async function startImds(): Promise<{ url: string; requests: { method: string; path: string; body: string }[]; close(): Promise<void> }> {
-  const requests: { method: string; path: string; body: string }[] = [];
-  const server: Server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      requests.push({ method: req.method ?? '', path: req.url ?? '', body });
-      res.writeHead(req.method === 'PUT' ? 200 : 204).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 describe('series-sum demo end to end (S3)', () => {
   let server: TestServer;
@@ -211,7 +187,7 @@ describe('series-sum demo end to end (S3)', () => {
   }
 
   it('app mode: uploads that cannot keep up make the app ask IMDS to reallocate the node', async () => {
-    const imds = await startImds();
+    const imds = await startRecordingImds();
     const group = 'ss-realloc';
     const prefix = 'series-sum/realloc/';
     try {

@@ -4,11 +4,10 @@
 // while it uploads.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JobEvent } from '@drover/protocol';
+import { startRecordingImds } from '../helpers/imds.js';
 import { REPO_ROOT, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 import { spawnWorker, type TestWorker, type WorkerLogLine, type WorkerSpec } from '../helpers/worker.js';
@@ -16,38 +15,6 @@ import { keysOf, readAll, startBackend, type Backend } from '../storage/harness.
 
 const COUNTER = join(REPO_ROOT, 'test/fixtures/counter-app.mjs');
 const REWRITE = join(REPO_ROOT, 'test/fixtures/rewrite-app.mjs');
-
-interface ImdsRequest {
-  method: string;
-  path: string;
-  headers: IncomingHttpHeaders;
-  body: string;
-  /** Date.now() when it arrived. */
-  at: number;
-}
-
-/** A stand-in for SaladCloud's IMDS on loopback: records every request, answers 204. */
-async function startImds(): Promise<{ url: string; requests: ImdsRequest[]; close(): Promise<void> }> {
-  const requests: ImdsRequest[] = [];
-  const server: Server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, at: Date.now() });
-      res.writeHead(req.method === 'PUT' ? 200 : 204).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 /** The step a job's process said it started at ("starting at step N"), from a worker's log. */
 function startStep(w: TestWorker, jobId: string): number | undefined {
@@ -239,7 +206,7 @@ describe('worker failover (S3)', () => {
   });
 
   it('MAX_JOB_FAILURES: after that many failed jobs the worker asks IMDS to reallocate (off SaladCloud it exits 1)', async () => {
-    const imds = await startImds();
+    const imds = await startRecordingImds();
     try {
       const failing = (group: string) =>
         user.client.createJob({ command: process.execPath, arguments: [COUNTER], environment: { EXIT_CODE: '1' }, container_group_id: group, heartbeat_interval: 1, sync: {} });
