@@ -50,8 +50,6 @@ export interface LocalWorker {
   logFile: string;
   /** Process ids of the jobs this worker started (each leads its own process group). */
   jobPids: number[];
-  /** The job this worker is running, by its log. */
-  currentJob?: string;
   exited: Promise<number | null>;
 }
 
@@ -192,9 +190,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         line = { level: 30, msg: text };
       }
       if (typeof line.msg !== 'string') line.msg = String(line.msg);
-      if (line.msg === 'claimed a job' && line.job) worker.currentJob = line.job;
       if (line.msg === 'job process started' && typeof line.pid === 'number') worker.jobPids.push(line.pid);
-      if (line.msg.startsWith('job reported') || line.msg === 'job dropped') worker.currentJob = undefined;
       opts.onWorkerLog?.(machineId, line);
     });
     workers.push(worker);
