@@ -22,11 +22,10 @@
 // the app leaves idle; `--server-nice 0` lets it compete fully (the worst case). Saves that
 // arrive while the previous upload of the file still runs replace the waiting one (coalescing),
 // so "uploads" can be fewer than "saves". Temp data lives under os.tmpdir() and is removed.
-import type { ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdir, open, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
@@ -34,7 +33,7 @@ import { parseArgs } from 'node:util';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { MiB, S3Store, type StoreSettings } from '@drover/storage';
 import { Checkpointer } from '@drover/sdk';
-import { startS3ServerProcess } from './lib/s3-server.js';
+import { withBenchServer } from './lib/s3-server.js';
 
 const BUCKET = 'bench';
 const REGION = 'us-east-1';
@@ -114,17 +113,8 @@ async function main(): Promise<void> {
   const serverNice = Number(flags['server-nice']);
   if (!Number.isInteger(serverNice) || serverNice < 0 || serverNice > 19) throw new Error('--server-nice must be a whole number from 0 to 19');
 
-  const root = await mkdtemp(path.join(tmpdir(), 'drover-bench-checkpoint-'));
-  let server: ChildProcess | undefined;
-  const onSignal = (): void => {
-    server?.kill();
-    void rm(root, { recursive: true, force: true }).finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    const started = await startS3ServerProcess({ nice: serverNice });
-    server = started.child;
+  await withBenchServer('checkpoint', { nice: serverNice }, async ({ root, server: started }) => {
+    const server = started.child;
     const endpoint = started.endpoint;
     const settings: StoreSettings = { storage: 's3', endpoint, region: REGION, ...CREDENTIALS, forcePathStyle: true };
     const admin = new S3Store({ endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
@@ -163,7 +153,7 @@ async function main(): Promise<void> {
       let saves = 0;
       let maxSaveMs = 0;
       let saveMs = 0;
-      const serverCpu0 = processCpuSeconds(server!.pid!);
+      const serverCpu0 = processCpuSeconds(server.pid!);
       const cpu0 = process.cpuUsage();
       const threads0 = threadCpu();
       const sched0 = mainSchedstat();
@@ -204,7 +194,7 @@ async function main(): Promise<void> {
         if (tid === process.pid) mainCpuSeconds += d;
         else if (t.nice > 0) uploadThreadCpuSeconds += d;
       }
-      const serverCpuSeconds = processCpuSeconds(server!.pid!) - serverCpu0;
+      const serverCpuSeconds = processCpuSeconds(server.pid!) - serverCpu0;
       // Outside the timing: let the last uploads finish, then clean up.
       await cp?.close();
       return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, mainCpuSeconds, mainRunqueueSeconds, uploadThreadCpuSeconds, serverCpuSeconds, saves, uploads, replaced, errors, maxSaveMs, saveSeconds: saveMs / 1000 };
@@ -273,12 +263,7 @@ async function main(): Promise<void> {
       }, null, 2) + '\n');
       console.log(`\nJSON written to ${flags.json}`);
     }
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    server?.disconnect();
-    await rm(root, { recursive: true, force: true });
-  }
+  });
 }
 
 async function writeRandom(file: string, size: number): Promise<void> {

@@ -1,7 +1,7 @@
 // Transfer benchmark: Drover's storage engine (@drover/storage) against rclone, side by side in
 // one run, against the same loopback S3-protocol server.
 //
-//   npm run bench:transfer -- [--runs 3] [--big-mib 1024] [--files 1000] [--file-mib 1]
+//   npm run bench:transfer -- [--runs 4] [--big-mib 1024] [--files 1000] [--file-mib 1]
 //                             [--tool both|drover|rclone] [--json FILE]
 //                             [--file-concurrency N] [--part-concurrency N]
 //
@@ -13,18 +13,21 @@
 // Each tool writes under its own fresh prefix per run (rclone would otherwise skip files that are
 // already there) and downloads what it uploaded into an empty folder; every downloaded file must
 // match its source (size and SHA-256) or the run fails. The order of the two tools alternates from
-// run to run; the table shows medians. MB/s is 10^6 bytes per second of wall time, rclone's
+// run to run, and the default number of runs is even: on these VMs the tool that goes second in a
+// step often pays 30–90% more CPU (see docs/benchmarks.md), so each tool must go first as often as
+// the other. An untimed warm-up (both tools up and down one tenth of the small files) comes first,
+// so the server's own warm-up does not land on run 1's first tool. The table shows medians. MB/s is 10^6 bytes per second of wall time, rclone's
 // including its process start. Temp data lives under os.tmpdir() and is removed at the end.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { startS3ServerProcess } from './lib/s3-server.js';
+import { withBenchServer } from './lib/s3-server.js';
 import { CreateBucketCommand, DeleteObjectsCommand } from '@aws-sdk/client-s3';
 import {
   MiB, S3Store, downloadFile, downloadPrefix, uploadFile, uploadFolder,
@@ -66,7 +69,7 @@ interface SourceFile {
 async function main(): Promise<void> {
   const { values: flags } = parseArgs({
     options: {
-      runs: { type: 'string', default: '3' },
+      runs: { type: 'string', default: '4' },
       'big-mib': { type: 'string', default: '1024' },
       files: { type: 'string', default: '1000' },
       'file-mib': { type: 'string', default: '1' },
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
   });
   if (flags.help) {
     console.log(
-      'usage: npm run bench:transfer -- [--runs N (3)] [--big-mib N (1024)] [--files N (1000)] [--file-mib N (1)]\n' +
+      'usage: npm run bench:transfer -- [--runs N (4)] [--big-mib N (1024)] [--files N (1000)] [--file-mib N (1)]\n' +
         '                                 [--tool both|drover|rclone] [--json FILE]\n' +
         '                                 [--file-concurrency N] [--part-concurrency N]  (Drover options; default: the engine defaults)',
     );
@@ -130,18 +133,9 @@ async function main(): Promise<void> {
     ...(opts.fileConcurrency !== undefined ? { fileConcurrency: opts.fileConcurrency } : {}),
   };
 
-  const root = await mkdtemp(path.join(tmpdir(), 'drover-bench-transfer-'));
-  let server: ChildProcess | undefined;
-  const onSignal = (): void => {
-    server?.kill();
-    void rm(root, { recursive: true, force: true }).finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
+  await withBenchServer('transfer', { rcloneShim: true }, async ({ root, server: started }) => {
     // ---- the server ------------------------------------------------------------------------
-    const started = await startS3ServerProcess({ rcloneShim: true });
-    server = started.child;
+    const server = started.child;
     const endpoint = started.endpoint;
     const admin = newStore(endpoint);
     await admin.client.send(new CreateBucketCommand({ Bucket: BUCKET }));
@@ -186,7 +180,7 @@ async function main(): Promise<void> {
       // Untimed: write back whatever the previous step left dirty in the page cache (rclone does
       // not fsync what it downloads), so no step pays for the one before it.
       spawnSync('sync');
-      const serverCpu0 = processCpuSeconds(server!.pid!);
+      const serverCpu0 = processCpuSeconds(server.pid!);
       const own0 = process.cpuUsage();
       const children0 = childrenCpuSeconds();
       const start = performance.now();
@@ -197,7 +191,7 @@ async function main(): Promise<void> {
         run, row, tool, bytes, files, seconds,
         mbPerSecond: bytes / 1e6 / seconds,
         clientCpuSeconds: tool === 'drover' ? (own.user + own.system) / 1e6 : childrenCpuSeconds() - children0,
-        serverCpuSeconds: processCpuSeconds(server!.pid!) - serverCpu0,
+        serverCpuSeconds: processCpuSeconds(server.pid!) - serverCpu0,
       };
       measurements.push(m);
       console.log(
@@ -216,6 +210,33 @@ async function main(): Promise<void> {
       });
       if (code !== 0) throw new Error(`rclone ${args.join(' ')} exited with ${code}:\n${stderr}`);
     };
+
+    if (tools.length === 2 && opts.runs % 2 === 1) {
+      console.log(`note: ${opts.runs} runs is odd, so ${tools[0]} goes first in one run more than ${tools[1]}; use an even --runs for a fair comparison`);
+    }
+    // ---- warm-up (untimed): the server's JIT and heap growth, each tool's first connections.
+    {
+      const sub = path.join(smallDir, 'd0');
+      const prefix = (tool: Tool): string => `${tool}/warmup/`;
+      const dest = (tool: Tool): string => path.join(root, `dl-${tool}-warmup`);
+      for (const tool of tools) {
+        if (tool === 'rclone') {
+          await rclone(['copy', sub, `bench:${BUCKET}/${prefix(tool)}`]);
+          await rclone(['copy', `bench:${BUCKET}/${prefix(tool)}`, dest(tool)]);
+        } else {
+          const store = newStore(endpoint);
+          try {
+            await uploadFolder(store, sub, BUCKET, prefix(tool), droverOpts);
+            await downloadPrefix(store, BUCKET, prefix(tool), dest(tool), droverOpts);
+          } finally {
+            store.client.destroy();
+          }
+        }
+        await rm(dest(tool), { recursive: true, force: true });
+        await deletePrefix(admin, prefix(tool));
+      }
+      console.log(`warm-up: both tools up and down ${small.filter((f) => f.rel.startsWith('d0/')).length} files (untimed)`);
+    }
 
     for (let run = 1; run <= opts.runs; run++) {
       const order = run % 2 === 1 ? tools : [...tools].reverse();
@@ -291,12 +312,7 @@ async function main(): Promise<void> {
       }, null, 2) + '\n');
       console.log(`\nJSON written to ${flags.json}`);
     }
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    server?.disconnect();
-    await rm(root, { recursive: true, force: true });
-  }
+  });
 }
 
 function newStore(endpoint: string): S3Store {

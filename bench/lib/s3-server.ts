@@ -2,6 +2,9 @@
 // Node process, so it shares no thread with the client being measured. The parent learns its port
 // over IPC; the server stops when the parent goes away.
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface S3ServerOptions {
@@ -28,4 +31,29 @@ export async function startS3ServerProcess(opts: S3ServerOptions = {}): Promise<
     child.once('exit', (code) => reject(new Error(`the fauxqs process exited early (${code})`)));
   });
   return { child, port, endpoint: `http://127.0.0.1:${port}` };
+}
+
+/**
+ * Runs a benchmark's `body` with a scratch folder (`drover-bench-NAME-*` under the temp folder)
+ * and the server process; both are removed afterwards, on SIGINT/SIGTERM too.
+ */
+export async function withBenchServer<T>(name: string, opts: S3ServerOptions, body: (ctx: { root: string; server: S3ServerProcess }) => Promise<T>): Promise<T> {
+  const root = await mkdtemp(path.join(tmpdir(), `drover-bench-${name}-`));
+  let child: ChildProcess | undefined;
+  const onSignal = (): void => {
+    child?.kill();
+    void rm(root, { recursive: true, force: true }).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const server = await startS3ServerProcess(opts);
+    child = server.child;
+    return await body({ root, server });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    child?.disconnect();
+    await rm(root, { recursive: true, force: true });
+  }
 }

@@ -74,6 +74,16 @@ for (const kind of BACKENDS) {
     });
 
     if (kind === 's3') {
+      it('retries a listing answered 503 or cut off, as every other request', async () => {
+        await b.store.put(b.bucket, 'retry-list/a.txt', Buffer.from('a'));
+        const dst = join(b.dir, 'retry-list-dst');
+        b.failNext(1);
+        assert.deepEqual(await downloadPrefix(b.store, b.bucket, 'retry-list/', dst, { retry: { baseDelayMs: 1 } }), { files: 1, bytes: 1 });
+        b.resetNext(1);
+        assert.deepEqual(await downloadPrefix(b.store, b.bucket, 'retry-list/', dst, { retry: { baseDelayMs: 1 } }), { files: 1, bytes: 1 });
+        assert.equal(await readFile(join(dst, 'a.txt'), 'utf8'), 'a');
+      });
+
       it('refuses an object whose key would land outside the folder, writing nothing', async () => {
         await b.store.put(b.bucket, 'evil/../../escaped.txt', Buffer.from('x'));
         const dst = join(b.dir, 'evil-dst');

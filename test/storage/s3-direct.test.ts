@@ -2,12 +2,15 @@
 // UploadPart, and GETs streamed to files in worker threads), against the loopback S3 server behind
 // a proxy that checks every SigV4 signature: the requests are signed right (odd keys included),
 // errors keep the shapes the engine relies on (NotFound, Changed, InvalidRange, retryable 5xx,
-// resets and timeouts, a clear error for wrong credentials), and a corrupt body is caught by its MD5.
+// resets and timeouts, a clear error for wrong credentials), and a corrupt body is caught by its
+// CRC32 metadata or its MD5.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { crc32 } from 'node:zlib';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import {
   ChangedError, IntegrityError, InvalidRangeError, MiB, NotFoundError, RetryLimitError, S3Store,
   downloadFile, downloadListedObject, downloadPrefix, uploadFile, uploadFolder,
@@ -217,6 +220,49 @@ describe('S3Store lean request path', () => {
     assert.ok(!(await readdir(b.dir)).some((n) => n.includes('corrupt-always')), 'no file or temp file is left');
   });
 
+  test('an upload stores its CRC32 as metadata, and the worker-thread download checks the bytes against it', async () => {
+    const body = randomBytes(700 * 1024 + 3);
+    const file = join(b.dir, 'crc.bin');
+    await writeFile(file, body);
+    await uploadFile(b.store, file, b.bucket, 'crc/x.bin');
+    const head = await (b.store as S3Store).client.send(new HeadObjectCommand({ Bucket: b.bucket, Key: 'crc/x.bin' }));
+    assert.equal(head.Metadata?.['drover-crc32'], crc32(body).toString(16).padStart(8, '0'));
+
+    // A damaged body fails the CRC32 (the MD5 is not what is checked first)...
+    b.corruptNext(1);
+    await assert.rejects(
+      downloadFile(b.store, b.bucket, 'crc/x.bin', join(b.dir, 'crc-never.bin'), { retry: { attempts: 1 } }),
+      (err) => err instanceof RetryLimitError && err.cause instanceof IntegrityError && /CRC32 [0-9a-f]{8} of the bytes received/.test(err.cause.message),
+    );
+    // ...is retried...
+    const target = join(b.dir, 'crc-once.bin');
+    b.corruptNext(1);
+    await downloadFile(b.store, b.bucket, 'crc/x.bin', target, { retry: FAST_RETRY });
+    assert.ok((await readFile(target)).equals(body));
+    // ...or refused (the retries check the MD5 of the ETag, which the server checked on upload).
+    b.corruptNext(100);
+    try {
+      await assert.rejects(
+        downloadFile(b.store, b.bucket, 'crc/x.bin', join(b.dir, 'crc-never.bin'), { retry: FAST_RETRY }),
+        (err) => err instanceof RetryLimitError && err.cause instanceof IntegrityError && /MD5/.test(err.cause.message),
+      );
+    } finally {
+      b.corruptNext(0);
+    }
+    assert.ok(!(await readdir(b.dir)).some((n) => n.includes('crc-never')), 'no file or temp file is left');
+  });
+
+  test('metadata that does not match the bytes is not trusted over the MD5 ETag the server checked', async () => {
+    const body = randomBytes(200 * 1024);
+    await b.store.put(b.bucket, 'crc/wrong-meta.bin', body, { metadata: { 'drover-crc32': '00000000' } });
+    const from = b.requests.length;
+    const target = join(b.dir, 'wrong-meta.bin');
+    await downloadFile(b.store, b.bucket, 'crc/wrong-meta.bin', target, { retry: FAST_RETRY });
+    assert.ok((await readFile(target)).equals(body));
+    // The first GET failed its CRC32 check; the second was checked by MD5 and passed.
+    assert.equal(lines(b, 'GET /jobs/crc/wrong-meta.bin', from).length, 2);
+  });
+
   test('wrong credentials are a clear, non-retried error on every lean request', async () => {
     const wrongSecret = storeFor(b, { secret: 'not-the-secret' });
     const wrongKey = storeFor(b, { keyId: 'nobody' });
@@ -239,6 +285,22 @@ describe('S3Store lean request path', () => {
       wrongSecret.client.destroy();
       wrongKey.client.destroy();
     }
+  });
+
+  test('durable downloads (fsync in the worker thread, then the rename) land whole, with no temp file left', async () => {
+    const body = randomBytes(12 * MiB + 3);
+    const file = join(b.dir, 'durable-src.bin');
+    await writeFile(file, body);
+    await uploadFile(b.store, file, b.bucket, 'durable/x.bin', { partSize: 5 * MiB });
+    await b.store.put(b.bucket, 'durable/small.bin', body.subarray(0, 300 * 1024));
+    const dir = join(b.dir, 'durable');
+    await mkdir(dir);
+    const whole = await downloadFile(b.store, b.bucket, 'durable/small.bin', join(dir, 'small.bin'), { durable: true });
+    const ranged = await downloadFile(b.store, b.bucket, 'durable/x.bin', join(dir, 'x.bin'), { durable: true, partSize: 5 * MiB });
+    assert.deepEqual([whole.parts, ranged.parts], [1, 3]);
+    assert.ok((await readFile(join(dir, 'small.bin'))).equals(body.subarray(0, 300 * 1024)));
+    assert.ok((await readFile(join(dir, 'x.bin'))).equals(body));
+    assert.deepEqual((await readdir(dir)).sort(), ['small.bin', 'x.bin']);
   });
 
   test('a folder of small files goes up and comes back byte-identical through the lean path', async () => {

@@ -5,7 +5,7 @@
 import { lstat, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidKeyError, type ObjectInfo, type ObjectStore } from './object-store.js';
-import { downloadListedObject, uploadFile, type TransferOptions, type TransferResult } from './transfer.js';
+import { downloadListedObject, uploadFile, withRetry, type TransferOptions, type TransferResult } from './transfer.js';
 
 export interface FolderTransferOptions extends Omit<TransferOptions, 'onProgress'> {
   /** Files transferred at once (default 16). */
@@ -144,12 +144,17 @@ export function relativePathFor(prefix: string, key: string): string | undefined
 
 /** Downloads every (selected) object under bucket/prefix into `localDir`, creating folders as needed. */
 export async function downloadPrefix(store: ObjectStore, bucket: string, prefix: string, localDir: string, opts: FolderTransferOptions = {}): Promise<FolderResult> {
-  const wanted: { rel: string; key: string; size: number; object: ObjectInfo }[] = [];
-  for await (const o of store.list(bucket, prefix)) {
-    const rel = relativePathFor(prefix, o.key);
-    if (rel === undefined || !(opts.filter?.(rel) ?? true)) continue;
-    wanted.push({ rel, key: o.key, size: o.size, object: o });
-  }
+  // The listing is retried like every other request (from its first page): a single 503 on it
+  // used to fail a job's before-sync, and three of those a job (found by `npm run chaos`).
+  const wanted = await withRetry(`list ${bucket}/${prefix}`, async () => {
+    const found: { rel: string; key: string; size: number; object: ObjectInfo }[] = [];
+    for await (const o of store.list(bucket, prefix)) {
+      const rel = relativePathFor(prefix, o.key);
+      if (rel === undefined || !(opts.filter?.(rel) ?? true)) continue;
+      found.push({ rel, key: o.key, size: o.size, object: o });
+    }
+    return found;
+  }, opts.retry, opts.signal);
   const total = wanted.reduce((a, w) => a + w.size, 0);
   const progress = folderProgress(total, wanted.length, opts.onProgress);
   const { fileConcurrency, filter: _f, onFileStart, onFileDone, onProgress: _p, ...transfer } = opts;

@@ -33,6 +33,8 @@ export interface PutOptions {
   /** Base64 MD5 of the body; the backend verifies it when it can (S3 Content-MD5). */
   md5?: string;
   contentType?: string;
+  /** User metadata (S3 `x-amz-meta-*`); names lower-case. Stores without it (LocalStore) ignore it. */
+  metadata?: Record<string, string>;
 }
 
 export interface CompletedPart {

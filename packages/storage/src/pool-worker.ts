@@ -1,17 +1,20 @@
 // Runs in the transfer engine's worker threads (see worker-pool.ts). Three kinds of task:
-// - `md5`: the MD5 of bytes in shared memory (a body read for upload), so the main thread does not
-//   spend ~1.3 ms per MiB hashing;
+// - `digest`: the MD5 (and, if asked, the CRC32) of bytes in shared memory (a body read for
+//   upload), so the main thread does not spend ~1.3 ms per MiB hashing;
 // - `md5-file`: the MD5 of a file just written, read back from the page cache (optionally fsync'd);
 // - `get`: a GET (whole object or a range), already signed by the main thread, streamed into a
-//   file (a whole object hashed as it arrives), checked for length and, if asked, fsync'd. Run here,
-//   the response's socket buffers never reach the main thread's heap: there, their churn (1 MiB per
-//   MiB downloaded) kept V8 busy with full garbage collections, and a 1 MiB download cost ~4.5 ms
-//   of CPU in all threads; here ~3.
-// Only Node built-ins are imported: the thread starts fast and stays small.
-import { createHash } from 'node:crypto';
-import { close, closeSync, fsync, fsyncSync, openSync, readSync, writevSync } from 'node:fs';
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+//   file (a whole object checked as it arrives: CRC32 against the object's drover-crc32 metadata
+//   when it has it, else MD5 against its ETag), checked for length and, if asked, fsync'd and
+//   renamed into place. Run here, the response's bytes never reach the main thread's heap: there,
+//   their churn (1 MiB per MiB downloaded) kept V8 busy with full garbage collections. The GET
+//   goes out on raw-http.ts's keep-alive connections, which read into one reused buffer: no
+//   allocation per read here either.
+// Only Node built-ins (and raw-http.ts, which has only those) are imported: the thread starts fast
+// and stays small.
+import { createHash, type Hash } from 'node:crypto';
+import { close, closeSync, fsync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { CRC32_METADATA, crc32, hex8 } from './checksum.js';
+import { get as httpGet, type Exchange } from './raw-http.js';
 
 export interface GetTask {
   kind: 'get';
@@ -26,27 +29,38 @@ export interface GetTask {
   position?: number;
   /** Exact number of bytes expected. */
   length: number;
-  /** Hash the bytes (the result's `md5`). */
-  hash: boolean;
-  /** The MD5 (hex) the bytes must have to be fsync'd. */
+  /** Whole objects: the MD5 (hex) the bytes must have (their ETag); checked unless CRC32 is. */
   md5?: string;
-  /** fsync the file once the bytes are written (and match `md5`, if given). */
+  /** Whole objects: if the response carries the drover-crc32 metadata, check the bytes' CRC32 against it instead of their MD5. */
+  crc32: boolean;
+  /** fsync the file once the bytes are written (and checked). */
   sync: boolean;
+  /** Whole objects: rename the file to this path once it is complete, checked and fsync'd as asked. */
+  renameTo?: string;
   requestTimeoutMs: number;
   connectionTimeoutMs: number;
 }
 
 export type PoolTask =
-  | { kind: 'md5'; data: Uint8Array }
+  | { kind: 'digest'; data: Uint8Array; crc32: boolean }
   | { kind: 'md5-file'; file: string; sync: boolean }
   | GetTask;
 
+/** A `digest` task's answer: the MD5 (hex) and, if asked (and this Node has it), the CRC32. */
+export interface Digests {
+  md5: string;
+  crc32?: number;
+}
+
+/** What the bytes of a whole object were checked against (none for a range, or nothing to check with). */
+export type Verified = 'crc32' | 'md5' | undefined;
+
 /** What a `get` task ends with; errors are described, not thrown, so they keep their shape. */
 export type GetResult =
-  | { ok: true; md5?: string }
+  | { ok: true; verified: Verified }
   /** The server answered with a non-2xx status; `body` is the start of its error document. */
   | { ok: false; kind: 'status'; status: number; body: string; requestId?: string }
-  /** Socket, timeout or file-system failure, or a body of the wrong length. */
+  /** Socket, timeout or file-system failure, or a body of the wrong length or checksum (`integrity`). */
   | { ok: false; kind: 'error'; name: string; code?: string; message: string; integrity?: boolean };
 
 const readChunk = Buffer.allocUnsafe(1024 * 1024);
@@ -63,29 +77,29 @@ function md5File(file: string, sync: boolean): string {
   return hash.digest('hex');
 }
 
-const agents = new Map<string, http.Agent>();
-
-function agentFor(protocol: 'http:' | 'https:'): http.Agent {
-  let agent = agents.get(protocol);
-  if (!agent) {
-    agent = protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: 50 }) : new http.Agent({ keepAlive: true, maxSockets: 50 });
-    agents.set(protocol, agent);
-  }
-  return agent;
+/** Writes all of `data` at `position`, finishing short writes. */
+function writeAll(fd: number, data: Buffer, position: number): void {
+  for (let done = 0; done < data.length;) done += writeSync(fd, data, done, data.length - done, position + done);
 }
-
-/** Writes at least this much at once (one writev of the chunks gathered). */
-const WRITE_BATCH = 1024 * 1024;
 
 function get(task: GetTask): Promise<GetResult> {
   return new Promise<GetResult>((resolve) => {
     let done = false;
     let fd: number | undefined;
-    let connectTimer: NodeJS.Timeout | undefined;
+    let status = 0;
+    let requestId: string | undefined;
+    const errorBody: Buffer[] = [];
+    let errorBytes = 0;
+    let hash: Hash | undefined;
+    /** The CRC32 the bytes must have (from the object's metadata) and the running CRC32 of them. */
+    let crcExpected: number | undefined;
+    let crc = 0;
+    let position = task.position ?? 0;
+    let got = 0;
+    let abort = (): void => undefined;
     const finish = (result: GetResult): void => {
       if (done) return;
       done = true;
-      clearTimeout(connectTimer);
       if (fd !== undefined) {
         try {
           closeSync(fd);
@@ -96,97 +110,110 @@ function get(task: GetTask): Promise<GetResult> {
       }
       resolve(result);
     };
-    const failWith = (err: unknown, integrity = false): void => {
+    const describe = (err: unknown, integrity = false): GetResult => {
       const e = err as NodeJS.ErrnoException;
-      req.destroy();
-      finish({ ok: false, kind: 'error', name: e?.name ?? 'Error', code: e?.code, message: e?.message ?? String(err), integrity });
+      return { ok: false, kind: 'error', name: e?.name ?? 'Error', code: e?.code, message: e?.message ?? String(err), integrity };
     };
-    const timeout = (message: string): void => failWith(Object.assign(new Error(message), { name: 'TimeoutError' }));
-
-    const req = (task.protocol === 'https:' ? https : http).request({
-      hostname: task.hostname, port: task.port, method: 'GET', path: task.path, headers: task.headers, agent: agentFor(task.protocol),
-    });
-    req.on('error', (err) => failWith(err));
-    req.on('socket', (socket) => {
-      if (!socket.connecting) return;
-      connectTimer = setTimeout(() => timeout(`could not connect to ${task.hostname} within ${task.connectionTimeoutMs} ms`), task.connectionTimeoutMs);
-      socket.once('connect', () => clearTimeout(connectTimer));
-    });
-    req.setTimeout(task.requestTimeoutMs, () => timeout(`GET ${task.path}: no data from ${task.hostname} for ${task.requestTimeoutMs} ms`));
-    req.on('response', (res: IncomingMessage) => {
-      clearTimeout(connectTimer);
-      res.on('error', (err) => failWith(err));
-      const status = res.statusCode ?? 0;
-      if (status < 200 || status >= 300) {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (s: string) => {
-          if (body.length < 64 * 1024) body += s;
-        });
-        res.on('end', () => {
-          const id = res.headers['x-amz-request-id'];
-          finish({ ok: false, kind: 'status', status, body, requestId: typeof id === 'string' ? id : undefined });
-        });
-        return;
-      }
-      try {
-        fd = openSync(task.file, task.position === undefined ? 'w' : 'r+');
-      } catch (err) {
-        failWith(err);
-        return;
-      }
-      const hash = task.hash ? createHash('md5') : undefined;
-      let position = task.position ?? 0;
-      let got = 0;
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const write = (): void => {
-        if (pendingBytes === 0 || fd === undefined) return;
-        let written = writevSync(fd, pending, position);
-        // A short write (rare): finish it from one buffer.
-        if (written < pendingBytes) {
-          const all = Buffer.concat(pending, pendingBytes);
-          while (written < pendingBytes) written += writevSync(fd, [all.subarray(written)], position + written);
+    const failWith = (err: unknown, integrity = false): void => {
+      abort();
+      finish(describe(err, integrity));
+    };
+    const ok = (): boolean => status >= 200 && status < 300;
+    const exchange: Exchange = {
+      onHead(head) {
+        status = head.status;
+        if (!ok()) {
+          requestId = head.headers.get('x-amz-request-id');
+          return;
         }
-        position += pendingBytes;
-        pending = [];
-        pendingBytes = 0;
-      };
-      res.on('data', (chunk: Buffer) => {
+        const length = head.headers.get('content-length');
+        if (length !== undefined && Number(length) !== task.length) {
+          failWith(new Error(`server sends ${length} bytes, expected ${task.length}`), true);
+          return;
+        }
+        try {
+          fd = openSync(task.file, task.position === undefined ? 'w' : 'r+');
+        } catch (err) {
+          failWith(err);
+          return;
+        }
+        const meta = task.crc32 && crc32 ? head.headers.get(`x-amz-meta-${CRC32_METADATA}`) : undefined;
+        if (meta !== undefined && /^[0-9a-f]{8}$/.test(meta)) crcExpected = Number.parseInt(meta, 16);
+        else if (task.md5 !== undefined) hash = createHash('md5');
+      },
+      onBody(chunk) {
         if (done) return;
+        if (!ok()) {
+          if (errorBytes < 64 * 1024) {
+            errorBody.push(Buffer.from(chunk));
+            errorBytes += chunk.length;
+          }
+          return;
+        }
         got += chunk.length;
         if (got > task.length) {
           failWith(new Error(`server sent more than ${task.length} bytes`), true);
           return;
         }
-        hash?.update(chunk);
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes >= WRITE_BATCH) {
-          try {
-            write();
-          } catch (err) {
-            failWith(err);
-          }
-        }
-      });
-      res.on('end', () => {
-        if (done) return;
-        if (got !== task.length) {
-          failWith(new Error(`got ${got} of ${task.length} bytes`), true);
-          return;
-        }
+        // The chunk lives in the connection's read buffer until this returns: hash and write it now.
+        if (crcExpected !== undefined) crc = crc32!(chunk, crc);
+        else hash?.update(chunk);
         try {
-          write();
+          writeAll(fd!, chunk, position);
         } catch (err) {
           failWith(err);
           return;
         }
-        const md5 = hash?.digest('hex');
+        position += chunk.length;
+      },
+      onEnd() {
+        if (done) return;
+        if (!ok()) {
+          finish({ ok: false, kind: 'status', status, body: Buffer.concat(errorBody).toString('utf8'), requestId });
+          return;
+        }
+        if (got !== task.length) {
+          failWith(new Error(`got ${got} of ${task.length} bytes`), true);
+          return;
+        }
         const target = fd;
         if (target === undefined) return;
-        if (!task.sync || (task.md5 !== undefined && md5 !== task.md5)) {
-          finish({ ok: true, md5 });
+        // A wrong checksum is an integrity error, retried by the caller; the file is not renamed.
+        let verified: Verified;
+        if (crcExpected !== undefined) {
+          if (crc !== crcExpected) {
+            failWith(new Error(`CRC32 ${hex8(crc)} of the bytes received, the object's ${CRC32_METADATA} is ${hex8(crcExpected)}`), true);
+            return;
+          }
+          verified = 'crc32';
+        } else if (hash) {
+          const md5 = hash.digest('hex');
+          if (md5 !== task.md5) {
+            failWith(new Error(`MD5 ${md5} of the bytes received, the object's ETag is ${task.md5}`), true);
+            return;
+          }
+          verified = 'md5';
+        }
+        const renamed = (): void => {
+          if (task.renameTo !== undefined) {
+            try {
+              renameSync(task.file, task.renameTo);
+            } catch (err) {
+              finish(describe(err));
+              return;
+            }
+          }
+          finish({ ok: true, verified });
+        };
+        if (!task.sync) {
+          fd = undefined;
+          try {
+            closeSync(target);
+          } catch (err) {
+            finish(describe(err));
+            return;
+          }
+          renamed();
           return;
         }
         // The fsync goes to the libuv pool, so this thread's other downloads carry on meanwhile.
@@ -198,20 +225,27 @@ function get(task: GetTask): Promise<GetResult> {
           }
           fd = undefined;
           close(target, (closeErr) => {
-            if (closeErr) finish({ ok: false, kind: 'error', name: closeErr.name, code: closeErr.code, message: closeErr.message });
-            else finish({ ok: true, md5 });
+            if (closeErr) finish(describe(closeErr));
+            else renamed();
           });
         });
-      });
-    });
-    req.end();
+      },
+      onError(err) {
+        finish(describe(err));
+      },
+    };
+    try {
+      abort = httpGet(task, exchange);
+    } catch (err) {
+      finish(describe(err));
+    }
   });
 }
 
-export default function run(task: PoolTask): string | Promise<GetResult> {
+export default function run(task: PoolTask): Digests | string | Promise<GetResult> {
   switch (task.kind) {
-    case 'md5':
-      return createHash('md5').update(task.data).digest('hex');
+    case 'digest':
+      return { md5: createHash('md5').update(task.data).digest('hex'), crc32: task.crc32 && crc32 ? crc32(task.data) : undefined };
     case 'md5-file':
       return md5File(task.file, task.sync);
     case 'get':

@@ -23,8 +23,8 @@ import type { Readable } from 'node:stream';
 import { S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { GetToFileOptions } from './file-get.js';
-import { IntegrityError } from './object-store.js';
-import { getInWorker } from './worker-pool.js';
+import { IntegrityError, type PutOptions } from './object-store.js';
+import { getInWorker, type Verified } from './worker-pool.js';
 
 export interface DirectRequestOptions {
   /** Socket idle timeout per request, ms. */
@@ -145,11 +145,12 @@ export class DirectS3 {
   }
 
   /** PutObject; returns the ETag (unquoted). */
-  async put(bucket: string, key: string, body: DirectBody, size: number, md5?: string, contentType?: string): Promise<string | undefined> {
+  async put(bucket: string, key: string, body: DirectBody, size: number, opts: PutOptions = {}): Promise<string | undefined> {
     // The SDK sends application/octet-stream unless told otherwise; so do we (some servers, fauxqs
     // among them, fail a bodiless PUT without a content type).
-    const headers: Record<string, string> = { 'content-type': contentType ?? 'application/octet-stream' };
-    if (md5 !== undefined) headers['content-md5'] = md5;
+    const headers: Record<string, string> = { 'content-type': opts.contentType ?? 'application/octet-stream' };
+    if (opts.md5 !== undefined) headers['content-md5'] = opts.md5;
+    for (const [name, value] of Object.entries(opts.metadata ?? {})) headers[`x-amz-meta-${name.toLowerCase()}`] = value;
     const res = await this.send({ method: 'PUT', bucket, key, headers, body, size });
     res.resume();
     return unquote(res.headers.etag);
@@ -168,7 +169,7 @@ export class DirectS3 {
   }
 
   /** GetObject into a file, in a worker thread: see GetToFile in file-get.ts. */
-  async getToFile(bucket: string, key: string, file: string, opts: GetToFileOptions): Promise<string | undefined> {
+  async getToFile(bucket: string, key: string, file: string, opts: GetToFileOptions): Promise<Verified> {
     const headers: Record<string, string> = {};
     if (opts.range) headers.range = `bytes=${opts.range.start}-${opts.range.end}`;
     if (opts.ifMatch !== undefined) headers['if-match'] = `"${opts.ifMatch}"`;
@@ -177,10 +178,11 @@ export class DirectS3 {
     const result = await getInWorker({
       protocol: this.protocol, hostname: this.hostname, port: this.port, path: signed.path, headers: signed.headers,
       file, position: opts.range?.start, length: opts.length,
-      hash: whole && opts.md5 !== undefined, md5: whole ? opts.md5 : undefined, sync: opts.sync ?? whole,
+      md5: whole ? opts.md5 : undefined, crc32: whole && opts.crc32 === true, sync: opts.sync ?? whole,
+      renameTo: whole ? opts.renameTo : undefined,
       requestTimeoutMs: this.opts.requestTimeoutMs, connectionTimeoutMs: this.opts.connectionTimeoutMs,
     });
-    if (result.ok) return result.md5;
+    if (result.ok) return result.verified;
     if (result.kind === 'status') throw s3Error(result.status, result.body, result.requestId, `GET ${bucket}/${key}`);
     if (result.integrity) throw new IntegrityError(`${bucket}/${key}: ${result.message}`);
     throw Object.assign(new Error(result.message), { name: result.name, code: result.code });

@@ -221,12 +221,12 @@ export class S3Store implements ObjectStore {
       if (!(body instanceof Readable)) size ??= body.length;
     } else {
       size ??= (await stat(body.file)).size;
-      if (this.direct) return { etag: await this.direct.put(bucket, key, body, size, opts.md5, opts.contentType) };
+      if (this.direct) return { etag: await this.direct.put(bucket, key, body, size, opts) };
       payload = createReadStream(body.file);
     }
-    if (this.direct && size !== undefined) return { etag: await this.direct.put(bucket, key, payload, size, opts.md5, opts.contentType) };
+    if (this.direct && size !== undefined) return { etag: await this.direct.put(bucket, key, payload, size, opts) };
     const out = await this.client.send(
-      new PutObjectCommand({ Bucket: bucket, Key: key, Body: payload, ContentLength: size, ContentMD5: opts.md5, ContentType: opts.contentType }),
+      new PutObjectCommand({ Bucket: bucket, Key: key, Body: payload, ContentLength: size, ContentMD5: opts.md5, ContentType: opts.contentType, Metadata: opts.metadata }),
     );
     return { etag: unquote(out.ETag) };
   }

@@ -2,14 +2,16 @@
 // - uploadFile: above `multipartThreshold` on a store with multipart uploads, the file goes up in
 //   `partSize` parts (10 MiB), `concurrency` (8) at a time, each with its Content-MD5; the upload
 //   is aborted if any part finally fails. Otherwise one put: a file of at most one part is read
-//   whole and sent with its Content-MD5 (no HEAD afterwards when the ETag is that MD5), a larger
-//   one (stores without multipart uploads) is streamed.
+//   whole and sent with its Content-MD5 and its CRC32 as metadata (checksum.ts; no HEAD afterwards
+//   when the ETag is that MD5), a larger one (stores without multipart uploads) is streamed.
 // - downloadFile: large objects come down as parallel ranged GETs written at their offsets into a
 //   temp file beside the target, renamed into place once complete and verified; every GET is
 //   pinned to the ETag seen first (If-Match), so an object replaced midway is a ChangedError.
 // - Every step (part, range, put, get) is retried with exponential backoff and full jitter on
 //   throttling, 5xx, timeouts, connection resets and short/corrupt reads; then RetryLimitError.
-// - Size is always verified; MD5 too when the ETag is a plain or multipart S3 MD5.
+// - Size is always verified; on upload, MD5 too when the ETag is a plain or multipart S3 MD5; on a
+//   whole-object download, the CRC32 of Drover's metadata when the object has it, else the MD5
+//   when the ETag is a plain one.
 // - The heavy lifting is off the main thread (worker-pool.ts): MD5s of parts and single-PUT bodies
 //   of 128 KiB or more are computed in worker threads; on a store that can GET into a file there
 //   (S3Store on its lean path), whole objects and ranges are downloaded by the workers, which hash
@@ -26,7 +28,8 @@ import {
   type CompletedPart, type ObjectInfo, type ObjectStore,
 } from './object-store.js';
 import { GET_TO_FILE, type WithGetToFile } from './file-get.js';
-import { OFFLOAD_MIN, acquireBuffer, md5Of, md5OfFile, releaseBuffer } from './worker-pool.js';
+import { CRC32_METADATA, hex8 } from './checksum.js';
+import { OFFLOAD_MIN, acquireBuffer, digestsOf, md5OfFile, releaseBuffer } from './worker-pool.js';
 
 export const MiB = 1024 * 1024;
 
@@ -63,6 +66,12 @@ export interface TransferOptions {
    * again. It costs ~16 ms per file on this project's VMs (rclone does not fsync either).
    */
   durable?: boolean;
+  /**
+   * Uploads: called just before each request that makes an upload visible (a PUT, or the
+   * CompleteMultipartUpload), retries included; a rejection aborts the upload with that error. The
+   * worker fences its writes with it: it must still hold the job's lease when the object lands.
+   */
+  beforeCommit?: () => Promise<void>;
 }
 
 export interface TransferResult {
@@ -127,7 +136,7 @@ function progressReporter(total: number, onProgress?: (p: Progress) => void): (d
 }
 
 /**
- * Reads `length` bytes at `position` into a buffer from acquireBuffer (shared memory, so md5Of can
+ * Reads `length` bytes at `position` into a buffer from acquireBuffer (shared memory, so digestsOf can
  * hash it in a worker); the caller hands it back with releaseBuffer.
  */
 async function readRange(fh: FileHandle, position: number, length: number): Promise<Buffer> {
@@ -174,7 +183,7 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
         let digest: Buffer;
         let partEtag: string;
         try {
-          digest = await md5Of(body);
+          digest = (await digestsOf(body)).md5;
           digests[i] = digest;
           partEtag = await withRetry(
             `upload part ${i + 1}/${count} of ${bucket}/${key}`,
@@ -191,7 +200,10 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
         done.push({ partNumber: i + 1, etag: partEtag });
         report(length);
       });
-      const out = await withRetry(`complete multipart upload ${bucket}/${key}`, () => mp.complete(bucket, key, uploadId, done), opts.retry, opts.signal);
+      const out = await withRetry(`complete multipart upload ${bucket}/${key}`, async () => {
+        await opts.beforeCommit?.();
+        return mp.complete(bucket, key, uploadId, done);
+      }, opts.retry, opts.signal);
       etag = out.etag;
       expectedEtag = `${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${count}`;
     } catch (err) {
@@ -202,7 +214,8 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
     }
   } else if (size <= partSize) {
     // A file of at most one part is read whole (one read) and sent as one buffer with its
-    // Content-MD5, which the store checks; a retry resends the same bytes.
+    // Content-MD5, which the store checks, and its CRC32 as metadata, which downloads check; a
+    // retry resends the same bytes.
     const fh = await open(localPath, 'r');
     let body: Buffer;
     try {
@@ -213,8 +226,13 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
     let digest: Buffer;
     let out: { etag?: string };
     try {
-      digest = await md5Of(body);
-      out = await withRetry(`put ${bucket}/${key}`, () => store.put(bucket, key, body, { size, md5: digest.toString('base64'), contentType: opts.contentType }), opts.retry, opts.signal);
+      const d = await digestsOf(body, true);
+      digest = d.md5;
+      const metadata = d.crc32 === undefined ? undefined : { [CRC32_METADATA]: hex8(d.crc32) };
+      out = await withRetry(`put ${bucket}/${key}`, async () => {
+        await opts.beforeCommit?.();
+        return store.put(bucket, key, body, { size, md5: digest.toString('base64'), contentType: opts.contentType, metadata });
+      }, opts.retry, opts.signal);
     } finally {
       releaseBuffer(body);
     }
@@ -226,6 +244,7 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
     if (etag === expectedEtag) return { size, etag, parts };
   } else {
     const out = await withRetry(`put ${bucket}/${key}`, async () => {
+      await opts.beforeCommit?.();
       const hash = createHash('md5');
       let sent = 0;
       const counter = new Transform({
@@ -306,8 +325,9 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
     return { start, length: count === 1 ? size : Math.min(partSize, size - start) };
   };
   const what = (r: { start: number; length: number }): string => `get ${bucket}/${key} bytes ${r.start}-${r.start + r.length - 1}`;
-  // A whole-object GET of an object whose ETag is its MD5 is checked against it, and retried like a
-  // short read if the hash is wrong.
+  // A whole-object GET is checked against the object's CRC32 metadata (where the store can read it:
+  // getToFile) or else, when its ETag is its MD5, against that, and retried like a short read if
+  // the checksum is wrong.
   const md5Etag = count === 1 && info.etag !== undefined && MD5_ETAG.test(info.etag) ? info.etag : undefined;
   const mismatch = (md5: string | undefined): IntegrityError => new IntegrityError(`downloaded ${bucket}/${key} has MD5 ${md5}, its ETag is ${md5Etag}`);
   // Pinning every request to the ETag seen by head means a replaced object fails with ChangedError
@@ -318,8 +338,9 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
   const getToFile = (store as WithGetToFile)[GET_TO_FILE];
   if (getToFile && size > 0) {
     // The store GETs straight into the temp file in worker threads (a whole object hashed as it
-    // arrives and fsync'd there; ranges written at their offsets): the main thread only signs the
-    // requests and renames the file. Progress is reported as each range (or the object) completes.
+    // arrives, fsync'd if durable and renamed there; ranges written at their offsets): the main
+    // thread only signs the requests (and renames a file of ranges). Progress is reported as each
+    // range (or the object) completes.
     try {
       if (count > 1) {
         const fh = await open(temp, 'w');
@@ -329,12 +350,22 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
           await fh.close();
         }
       }
+      // After a wrong checksum, the next tries check the MD5 of the ETag where there is one: the
+      // server checked it on upload, while the metadata is only what the uploader wrote.
+      let crc32 = count === 1;
       await runPool(count, concurrency, async (i) => {
         const r = rangeOf(i);
         await withRetry(what(r), async () => {
           const range = count === 1 ? undefined : { start: r.start, end: r.start + r.length - 1 };
-          const md5 = await getToFile(bucket, key, temp, { length: r.length, range, ifMatch, md5: md5Etag, sync: count === 1 && durable });
-          if (md5Etag !== undefined && md5 !== md5Etag) throw mismatch(md5);
+          // A whole object is renamed into place by the thread that wrote it, once it checks out.
+          try {
+            await getToFile(bucket, key, temp, {
+              length: r.length, range, ifMatch, md5: md5Etag, crc32, sync: count === 1 && durable, renameTo: count === 1 ? localPath : undefined,
+            });
+          } catch (err) {
+            if (err instanceof IntegrityError && md5Etag !== undefined) crc32 = false;
+            throw err;
+          }
         }, opts.retry, opts.signal);
         report(r.length);
       });
@@ -346,7 +377,7 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
           await fh.close();
         }
       }
-      await rename(temp, localPath);
+      if (count > 1) await rename(temp, localPath);
       return { size, etag: info.etag, parts: count };
     } catch (err) {
       await unlink(temp).catch(() => undefined);

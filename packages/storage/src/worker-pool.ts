@@ -1,5 +1,5 @@
-// The transfer engine's worker threads (piscina; the tasks are in pool-worker.ts): MD5s of upload
-// bodies in shared memory, MD5s of files just written, and whole-object GETs streamed to a file.
+// The transfer engine's worker threads (piscina; the tasks are in pool-worker.ts): MD5s (and
+// CRC32s) of upload bodies in shared memory, MD5s of files just written, and whole-object GETs streamed to a file.
 // Below OFFLOAD_MIN bytes a message round trip would cost more than the work, so small inputs are
 // hashed in place. The pool starts on first use, with as many threads as the machine has cores
 // (2 to 4; each runs several GETs at once); idle threads are unref'd, so they never keep a process
@@ -17,9 +17,12 @@ import { availableParallelism } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { GetResult, GetTask, PoolTask } from './pool-worker.js';
+import { crc32 } from './checksum.js';
+import type { Digests, GetResult, GetTask, PoolTask } from './pool-worker.js';
 
-export type { GetResult, GetTask } from './pool-worker.js';
+export type { GetResult, GetTask, Verified } from './pool-worker.js';
+
+type PoolResult = Digests | string | GetResult;
 
 /** Inputs smaller than this are hashed on the calling thread. */
 export const OFFLOAD_MIN = 128 * 1024;
@@ -30,7 +33,7 @@ const IDLE_MAX = 64 * 1024 * 1024;
 
 const WORKER_FILE = fileURLToPath(new URL('./pool-worker.js', import.meta.url));
 
-let pool: Piscina<PoolTask, string | GetResult> | null | undefined;
+let pool: Piscina<PoolTask, PoolResult> | null | undefined;
 let workerFileThere: boolean | undefined;
 
 /** True when tasks can run in worker threads (the worker script is there); starts no thread. */
@@ -39,10 +42,10 @@ export function hasWorkers(): boolean {
   return workerFileThere;
 }
 
-function getPool(): Piscina<PoolTask, string | GetResult> | null {
+function getPool(): Piscina<PoolTask, PoolResult> | null {
   if (pool === undefined) {
     pool = hasWorkers()
-      ? new Piscina<PoolTask, string | GetResult>({
+      ? new Piscina<PoolTask, PoolResult>({
         filename: WORKER_FILE,
         minThreads: 1,
         maxThreads: Math.max(2, Math.min(4, availableParallelism())),
@@ -68,7 +71,7 @@ function sizeClass(size: number): number {
 }
 
 /**
- * A Buffer of `size` bytes (contents undefined) that md5Of can hash in a worker: a view over a
+ * A Buffer of `size` bytes (contents undefined) that digestsOf can hash in a worker: a view over a
  * SharedArrayBuffer when `size` is at least OFFLOAD_MIN. Hand it back with releaseBuffer once
  * nothing uses it any more (a request that sent it has finished, its hash is computed).
  */
@@ -95,13 +98,17 @@ export function releaseBuffer(buf: Buffer): void {
   idleBytes += sab.byteLength;
 }
 
-/** MD5 digest (16 bytes) of `data`; in a worker when `data` lives in shared memory (acquireBuffer). */
-export async function md5Of(data: Buffer): Promise<Buffer> {
+/**
+ * MD5 digest (16 bytes) of `data` and, with `withCrc32` (and a Node that has zlib.crc32), its
+ * CRC32; in a worker when `data` lives in shared memory (acquireBuffer).
+ */
+export async function digestsOf(data: Buffer, withCrc32 = false): Promise<{ md5: Buffer; crc32?: number }> {
   const p = getPool();
   if (p && data.length >= OFFLOAD_MIN && data.buffer instanceof SharedArrayBuffer) {
-    return Buffer.from((await p.run({ kind: 'md5', data })) as string, 'hex');
+    const d = (await p.run({ kind: 'digest', data, crc32: withCrc32 })) as Digests;
+    return { md5: Buffer.from(d.md5, 'hex'), crc32: d.crc32 };
   }
-  return createHash('md5').update(data).digest();
+  return { md5: createHash('md5').update(data).digest(), crc32: withCrc32 && crc32 ? crc32(data) : undefined };
 }
 
 /**
