@@ -133,7 +133,7 @@ describe('drover job commands (sqlite)', () => {
       { file: 'type.yaml', text: 'command: python\nmax_failures: "3"\n', expect: /^drover submit: type\.yaml: field max_failures must be a whole number, got the string "3"$/ },
       { file: 'env.yaml', text: 'command: python\nenvironment:\n  SIZE: 100\n', expect: /^drover submit: env\.yaml: field environment\.SIZE must be a string, got number 100/ },
       { file: 'unknown.json', text: '{"command": "python", "max_failure": 3}', expect: /^drover submit: unknown\.json: field max_failure is not a known field$/ },
-      { file: 'sync.yaml', text: 'command: x\nsync:\n  during:\n    - {bucket: b, prefix: p, local_path: d, direction: sideways}\n', expect: /^drover submit: sync\.yaml: field sync\.during\[0\]\.direction must be one of "download", "upload"$/ },
+      { file: 'sync.yaml', text: 'command: x\nsync:\n  during:\n    - {bucket: b, prefix: p, local_path: d, direction: sideways}\n', expect: /^drover submit: sync\.yaml: field sync\.during\[0\]\.direction must be "upload"$/ },
       { file: 'trunc.json', text: '{"command": ', expect: /^drover submit: trunc\.json: not valid JSON: / },
     ];
     for (const c of cases) {
@@ -408,19 +408,25 @@ describe('drover job commands (sqlite)', () => {
     const m1 = machine('g-events', 'node-a');
     const m2 = machine('g-events', 'node-b');
     await u.client.claimWork(m1);
-    await u.client.failJob(job.id, m1);
+    await u.client.failJob(job.id, m1, 'the job process exited with code 3\nsee its log');
     await u.client.claimWork(m2);
     await u.client.completeJob(job.id, m2);
     const r = await drover(['jobs', 'events', job.id, ...conn(u)]);
     assert.equal(r.code, 0, r.stderr);
-    const rows = r.stdout.trimEnd().split('\n');
-    assert.match(rows[0]!, /^AT\s+AGO\s+EVENT\s+ATTEMPT\s+MACHINE$/);
+    const rows = r.stdout.trimEnd().split('\n').map((l) => l.trimEnd());
+    assert.match(rows[0]!, /^AT\s+AGO\s+EVENT\s+ATTEMPT\s+MACHINE\s+REASON$/);
     assert.deepEqual(
       rows.slice(1).map((l) => l.split(/\s+/).slice(3)),
-      [['created', '0', '-'], ['claimed', '1', 'node-a'], ['failed_attempt', '1', 'node-a'], ['claimed', '2', 'node-b'], ['completed', '2', 'node-b']],
+      [
+        ['created', '0', '-'], ['claimed', '1', 'node-a'],
+        // The reason's newline does not break the table: one row per event.
+        ['failed_attempt', '1', 'node-a', 'the', 'job', 'process', 'exited', 'with', 'code', '3', 'see', 'its', 'log'],
+        ['claimed', '2', 'node-b'], ['completed', '2', 'node-b'],
+      ],
     );
-    const json = JSON.parse((await drover(['jobs', 'events', job.id, '--json', ...conn(u)])).stdout) as { type: string }[];
+    const json = JSON.parse((await drover(['jobs', 'events', job.id, '--json', ...conn(u)])).stdout) as { type: string; reason?: string }[];
     assert.deepEqual(json.map((e) => e.type), ['created', 'claimed', 'failed_attempt', 'claimed', 'completed']);
+    assert.equal(json[2]!.reason, 'the job process exited with code 3\nsee its log');
     const missing = await drover(['jobs', 'events', '00000000-0000-4000-8000-000000000002', ...conn(u)]);
     assert.equal(missing.code, 1);
     assert.equal(oneLine(missing.stderr), 'drover jobs events: job 00000000-0000-4000-8000-000000000002 not found');

@@ -10,7 +10,7 @@ import type { JobEvent } from '@drover/protocol';
 import { startRecordingImds } from '../helpers/imds.js';
 import { REPO_ROOT, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
-import { spawnWorker, type TestWorker, type WorkerLogLine, type WorkerSpec } from '../helpers/worker.js';
+import { pidAlive, spawnWorker, type TestWorker, type WorkerLogLine, type WorkerSpec } from '../helpers/worker.js';
 import { keysOf, readAll, startBackend, type Backend } from '../storage/harness.js';
 
 const COUNTER = join(REPO_ROOT, 'test/fixtures/counter-app.mjs');
@@ -38,14 +38,6 @@ function rewriteContent(v: number, mib: number): Buffer {
   return Buffer.concat(Array.from({ length: mib }, () => block));
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function summary(events: JobEvent[]): string {
   return events.map((e) => `${e.type}@${e.machine_id ?? '-'}#${e.attempt}`).join(', ');
@@ -203,6 +195,9 @@ describe('worker failover (S3)', () => {
     assert.deepEqual(new Set(attempts), new Set(ws.map((w) => w.machineId)), summary(events));
     assert.equal(events.filter((e) => e.type === 'failed').length, 1, summary(events));
     assert.equal(events.filter((e) => e.type === 'claimed').length, 3, `no machine ran it twice: ${summary(events)}`);
+    // Each worker said why: the user sees it in the events, without the nodes' logs.
+    const reasons = events.filter((e) => e.type === 'failed_attempt' || e.type === 'failed').map((e) => e.reason);
+    assert.deepEqual(reasons, Array(4).fill('the job process exited with code 1'), summary(events));
   });
 
   it('MAX_JOB_FAILURES: after that many failed jobs the worker asks IMDS to reallocate (off SaladCloud it exits 1)', async () => {

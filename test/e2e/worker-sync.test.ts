@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Job, JobDefinition } from '@drover/protocol';
 import { DroverClient } from '@drover/sdk';
 import { planSync } from '@drover/worker';
-import { DROVER_BIN, REPO_ROOT, freshDatabase, spawnServer, startTestServer, type ServerProcess, type TestServer, type TestUser } from '../helpers/server.js';
+import { DROVER_BIN, REPO_ROOT, freePort, freshDatabase, spawnServer, startTestServer, type ServerProcess, type TestServer, type TestUser } from '../helpers/server.js';
 import { spawnWorker, type TestWorker, type WorkerLogLine, type WorkerSpec } from '../helpers/worker.js';
 import { waitFor } from '../helpers/wait.js';
 import { keysOf, readAll, startBackend, type Backend } from '../storage/harness.js';
@@ -91,13 +91,6 @@ async function startProxy(target: string, opts: { intercept?: (req: { method: st
   };
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** `drover worker` that is expected to refuse to start: its exit code and stderr. */
 async function runWorkerExpectingExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string }> {
@@ -330,10 +323,15 @@ describe('worker data sync end to end', () => {
     });
     assert.deepEqual(await keys(), ['del/b.txt']);
     assert.equal((await user.client.getJob(job.id)).status, 'running');
-    assert.equal(jobLogs(w, job.id).filter((l) => l.msg === 'deleted (removed locally)').length, 2);
+    // The worker logs each delete once S3 has answered it, so its lines may trail the bucket.
+    const deletes = () => jobLogs(w, job.id).filter((l) => l.msg === 'deleted (removed locally)');
+    await waitFor('both deletes logged', () => deletes().length >= 2).catch((e: Error) => {
+      throw new Error(`${e.message}\n${dump(w)}`);
+    });
     openGate(w, 'go2');
     await finalStatus(w, job.id, 'completed');
     assert.deepEqual(await keys(), ['del/b.txt']);
+    assert.deepEqual(deletes().map((l) => l.key).sort(), ['del/a.txt', 'del/sub/c.txt'], 'each removed file deleted once');
   });
 
   it('keeps KELPIE_STATE_FILE in the documented shape while the job runs and after it completes', async () => {
@@ -443,6 +441,27 @@ describe('worker data sync end to end', () => {
     const claims = proxy.seen.filter((r) => r.method === 'GET' && r.url.startsWith('/work?'));
     assert.equal(claims.filter((r) => r.url.includes('wait=')).length, 1, `one long-poll try: ${claims.map((r) => r.url).join('\n')}`);
     assert.ok(claims.some((r) => !r.url.includes('wait=')), 'then claims without wait');
+  });
+
+  it('reports a failure without its reason to a coordinator that refuses the field (Kelpie)', async () => {
+    let refused = 0;
+    const proxy = await startProxy(server.url, {
+      intercept: ({ method, url }) =>
+        method === 'POST' && url.pathname.endsWith('/failed') && refused++ === 0
+          ? { status: 400, body: { statusCode: 400, error: 'Bad Request', message: 'body must NOT have additional properties' } }
+          : undefined,
+    });
+    cleanups.push(() => proxy.close());
+    const group = 'g-kelpie-failed';
+    const job = await create({ ...script(`process.exit(4);`), container_group_id: group });
+    const w = worker(group, {}, proxy.url);
+    await finalStatus(w, job.id, 'failed');
+    assert.equal(proxy.seen.filter((r) => r.method === 'POST' && r.url.endsWith('/failed')).length, 2, 'the refused report, then the one without a reason');
+    const { events } = await user.client.jobEvents(job.id);
+    const failed = events.filter((e) => e.type === 'failed_attempt');
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0]!.reason, undefined);
+    assert.ok(jobLogs(w, job.id).some((l) => l.msg === 'job reported failed' && l.reason === 'the job process exited with code 4'), dump(w));
   });
 
   it('paces its polls when the coordinator answers at once (a Kelpie that ignores wait)', async (t) => {

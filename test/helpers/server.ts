@@ -5,9 +5,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
-import { startServer, type RunningServer, type ServerOptions } from '@drover/server';
+import { createServer, type AddressInfo } from 'node:net';
+import { PostgresStore, SqliteStore, startServer, type RunningServer, type ServerOptions } from '@drover/server';
 import { DroverClient } from '@drover/sdk';
 import { createTestDatabase, type TestDatabase } from './pg.js';
+
+/** A TCP port free on 127.0.0.1 right now (for a server that must come back on the same port). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
 
 export const STORES = ['sqlite', 'postgres'] as const;
 export type StoreKind = (typeof STORES)[number];
@@ -42,6 +52,8 @@ export interface TestServer {
   /** create a user with a fresh key */
   user(name?: string): Promise<TestUser>;
   client(key?: string): DroverClient;
+  /** every row of every table, as one string: equal snapshots mean an unchanged database */
+  snapshot(): Promise<string>;
   /** stop the server (keeps the database) */
   stop(): Promise<void>;
   /** stop and drop the database */
@@ -77,12 +89,28 @@ export async function startTestServer(kind: StoreKind, opts: ServerOptions = {})
       const { token } = await admin.createToken(u.id);
       return { id: u.id, username, token, client: client(token) };
     },
+    snapshot: () => snapshot(server),
     stop: () => server.close(),
     async close() {
       await server.close();
       await db.cleanup();
     },
   };
+}
+
+async function snapshot(server: RunningServer): Promise<string> {
+  const store = server.store;
+  if (!(store instanceof SqliteStore || store instanceof PostgresStore)) throw new Error('snapshot: not a Kysely store');
+  const db = store.db;
+  const tables = await Promise.all([
+    db.selectFrom('users').selectAll().orderBy('id').execute(),
+    db.selectFrom('tokens').selectAll().orderBy('id').execute(),
+    db.selectFrom('jobs').selectAll().orderBy('seq').execute(),
+    db.selectFrom('job_bans').selectAll().orderBy('job_id').orderBy('machine_id').execute(),
+    db.selectFrom('job_events').selectAll().orderBy('id').execute(),
+    db.selectFrom('webhook_outbox').selectAll().orderBy('id').execute(),
+  ]);
+  return JSON.stringify(tables);
 }
 
 export interface ServerProcess {

@@ -49,6 +49,16 @@ export interface WorkerSpec {
   cwd?: string;
 }
 
+/** Whether a process with this pid exists (EPERM: it does, owned by someone else). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 let seq = 0;
 
 export function spawnWorker(spec: WorkerSpec): TestWorker {

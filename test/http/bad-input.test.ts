@@ -105,6 +105,17 @@ for (const kind of STORES) {
       ]);
     });
 
+    test('"__proto__" as a value, not a key, is an ordinary string', async () => {
+      const a = await send(srv, u.token, 'POST', '/jobs', { raw: '{"command":"__proto__","container_group_id":"g","environment":{"A":"__proto__"}}' });
+      assert.equal(a.status, 202, JSON.stringify(a.body));
+      const job = await u.client.getJob(a.body.id as string);
+      assert.equal(job.command, '__proto__');
+      assert.deepEqual(job.environment, { A: '__proto__' });
+      // DELETE ignores any JSON body, this one included
+      const del = await send(srv, u.token, 'DELETE', `/jobs/${job.id}`, { raw: '{"":{"":"__proto__"}}' });
+      assert.equal(del.status, 202, JSON.stringify(del.body));
+    });
+
     test('a field of the wrong type is 400 naming the field', async () => {
       const post = (json: unknown, field: string): [string, string, SendOptions, number, string] => [
         'POST',
@@ -142,6 +153,16 @@ for (const kind of STORES) {
         ['POST', `/jobs/${UUID}/heartbeat`, { json: { machine_id: 'm', container_group_id: 'g', progress: 0.5 } }, 400, 'body/progress'],
         ['POST', `/jobs/${UUID}/heartbeat`, { json: { machine_id: 'm', container_group_id: 'g', progress: { fraction: 2 } } }, 400, 'body/progress/fraction'],
         ['POST', `/jobs/${UUID}/completed`, { json: { machine_id: 'm', container_group_id: ['g'] } }, 400, 'body/container_group_id'],
+      ]);
+    });
+
+    test('a sync entry whose direction does not fit its phase is 400 naming it and the direction it must have', async () => {
+      const entry = (direction: string) => ({ bucket: 'b', prefix: '', local_path: 'x', direction });
+      await rejectsAll([
+        ['POST', '/jobs', { json: { ...VALID, sync: { before: [entry('upload')] } } }, 400, 'body/sync/before/0/direction must be "download"'],
+        ['POST', '/jobs', { json: { ...VALID, sync: { during: [entry('upload'), entry('download')] } } }, 400, 'body/sync/during/1/direction must be "upload"'],
+        ['POST', '/jobs', { json: { ...VALID, sync: { after: [entry('download')] } } }, 400, 'body/sync/after/0/direction must be "upload"'],
+        ['POST', '/jobs/batch', { json: [VALID, { ...VALID, sync: { before: [entry('upload')] } }] }, 400, 'body/1/sync/before/0/direction must be "download"'],
       ]);
     });
 

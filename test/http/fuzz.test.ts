@@ -5,47 +5,23 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { Job, JobDefinition } from '@drover/sdk';
+import { anyValue, assertApiError, isIdentifier, overLimit, send, traversal, unicode, type Answer } from '../helpers/fuzz.js';
 import { STORES, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
 
 const NUM_RUNS = 150;
 
 // ---- generators -------------------------------------------------------------------------------
 
-const unicode = (maxLength: number) => fc.string({ unit: 'binary', maxLength });
-/** Strings with lone UTF-16 surrogates, which no database stores as given. */
-const loneSurrogates = fc.string({
-  unit: fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c)),
-  minLength: 1,
-  maxLength: 8,
-});
-const huge = fc
-  .tuple(fc.constantFrom('x', 'é', '😀', '\u0000', '"', '\\'), fc.integer({ min: 4_000, max: 300_000 }))
-  .map(([c, n]) => c.repeat(n));
-const overLimit = fc.constantFrom('x', 'é').map((c) => c.repeat(1024 * 1024 + 1));
-
-/** Any value of any type, weighted towards the shapes a field might be confused with. */
-const anyValue: fc.Arbitrary<unknown> = fc.oneof(
-  { arbitrary: fc.anything(), weight: 4 },
-  { arbitrary: unicode(40), weight: 3 },
-  { arbitrary: fc.string({ unit: 'grapheme', maxLength: 20 }), weight: 1 },
-  { arbitrary: loneSurrogates, weight: 1 },
-  { arbitrary: fc.integer(), weight: 2 },
-  { arbitrary: fc.double(), weight: 1 },
-  { arbitrary: fc.boolean(), weight: 1 },
-  { arbitrary: fc.constant(null), weight: 1 },
-  { arbitrary: fc.array(unicode(10), { maxLength: 4 }), weight: 1 },
-  { arbitrary: fc.dictionary(unicode(8), unicode(8), { maxKeys: 3 }), weight: 1 },
-  { arbitrary: huge, weight: 1 },
-);
-
 const identifier = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,15}$/).filter((k) => k !== '__proto__');
-const groupId = unicode(40).filter((s) => s.length > 0 && [...s].every((c) => c.codePointAt(0)! >= 0x20));
-const syncEntry = fc.record(
+const groupId = unicode(40).filter(isIdentifier);
+/** A sync entry of a phase: before-sync downloads, during and after upload. */
+const syncEntry = (direction: 'download' | 'upload') => fc.record(
   {
     bucket: fc.string({ minLength: 1, maxLength: 20 }),
-    prefix: fc.string({ maxLength: 20 }),
-    local_path: fc.string({ minLength: 1, maxLength: 20 }),
-    direction: fc.constantFrom('download' as const, 'upload' as const),
+    // traversal is the worker's to refuse (it knows its data root): the coordinator keeps paths as given
+    prefix: fc.oneof(fc.string({ maxLength: 20 }), traversal),
+    local_path: fc.oneof(fc.string({ minLength: 1, maxLength: 20 }), traversal.filter((s) => s.length > 0)),
+    direction: fc.constant(direction),
     pattern: fc.constantFrom('*', 'checkpoint-*', '*.bin'),
   },
   { requiredKeys: ['bucket', 'prefix', 'local_path', 'direction'] },
@@ -62,15 +38,15 @@ const validField = {
   heartbeat_interval: fc.integer({ min: 1, max: 86400 }),
   compression: fc.boolean(),
   sync: fc.record(
-    { before: fc.array(syncEntry, { maxLength: 2 }), during: fc.array(syncEntry, { maxLength: 2 }), after: fc.array(syncEntry, { maxLength: 2 }) },
+    { before: fc.array(syncEntry('download'), { maxLength: 2 }), during: fc.array(syncEntry('upload'), { maxLength: 2 }), after: fc.array(syncEntry('upload'), { maxLength: 2 }) },
     { requiredKeys: [] },
   ),
   input_bucket: fc.string({ maxLength: 20 }),
-  input_prefix: fc.string({ maxLength: 20 }),
+  input_prefix: fc.oneof(fc.string({ maxLength: 20 }), traversal),
   checkpoint_bucket: fc.string({ maxLength: 20 }),
-  checkpoint_prefix: fc.string({ maxLength: 20 }),
+  checkpoint_prefix: fc.oneof(fc.string({ maxLength: 20 }), traversal),
   output_bucket: fc.string({ maxLength: 20 }),
-  output_prefix: fc.string({ maxLength: 20 }),
+  output_prefix: fc.oneof(fc.string({ maxLength: 20 }), traversal),
 };
 type Field = keyof typeof validField;
 const FIELDS = Object.keys(validField) as Field[];
@@ -109,27 +85,8 @@ const breakDef = fc.constantFrom<[string, (d: JobDefinition) => Record<string, u
 
 // ---- the checks -------------------------------------------------------------------------------
 
-interface Answer {
-  status: number;
-  text: string;
-  json: unknown;
-}
-
-async function post(srv: TestServer, u: TestUser, path: string, raw: string): Promise<Answer> {
-  const res = await fetch(`${srv.url}${path}`, {
-    method: 'POST',
-    headers: { 'x-kelpie-key': u.token, 'content-type': 'application/json' },
-    body: raw,
-  });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
-}
+const post = (srv: TestServer, u: TestUser, path: string, raw: string): Promise<Answer> =>
+  send(srv.url, { method: 'POST', path, headers: { 'x-kelpie-key': u.token, 'content-type': 'application/json' }, body: raw });
 
 /** Jobs in the database; only the fuzzing user submits on this server. */
 async function jobCount(srv: TestServer): Promise<number> {
@@ -152,13 +109,7 @@ async function submit(srv: TestServer, u: TestUser, path: '/jobs' | '/jobs/batch
     if (path === '/jobs/batch') assert.equal(accepted, (JSON.parse(raw) as unknown[]).length, shown);
     assert.equal(after - before, accepted, `job count grows by the jobs accepted: ${shown}`);
   } else {
-    const body = a.json as Record<string, unknown>;
-    assert.ok(body && typeof body === 'object' && !Array.isArray(body), `JSON error body: ${shown}`);
-    assert.equal(typeof body.error, 'string', shown);
-    assert.equal(typeof body.message, 'string', shown);
-    const extra = Object.keys(body).filter((k) => k !== 'error' && k !== 'message' && k !== 'index');
-    assert.deepEqual(extra, [], shown);
-    if ('index' in body) assert.ok(Number.isInteger(body.index), shown);
+    assertApiError(a, shown);
     assert.equal(after, before, `a rejection queues nothing: ${shown}`);
   }
   return a;

@@ -347,6 +347,30 @@ for (const kind of STORES) {
       ]);
     });
 
+    test("a failure report's reason is kept on its events, and a bad reason is 400 changing nothing", async () => {
+      const f = await fixture();
+      const job = await f.submit({ max_failures: 2 });
+      await f.c.claimWork(f.m('m1'));
+      // Refused reasons: too long, a control character other than tab or newline.
+      for (const [reason, why] of [['x'.repeat(2001), 'must NOT have more than 2000'], ['bad\u0007bell', 'must match pattern']] as const) {
+        const r = await f.post(job.id, 'failed', { ...f.m('m1'), reason } as Machine);
+        assert.equal(r.status, 400, JSON.stringify(r.body));
+        assert.match(String((r.body as { message?: string }).message), new RegExp(`body/reason ${why}`));
+      }
+      assert.equal((await f.c.getJob(job.id)).num_failures, 0, 'the refused reports changed nothing');
+      await f.c.failJob(job.id, f.m('m1'), 'the job process exited with code 3\nTraceback: ...');
+      await f.c.claimWork(f.m('m2'));
+      await f.c.failJob(job.id, f.m('m2'));
+      const { events } = await f.c.jobEvents(job.id);
+      const failures = events.filter((e) => e.type === 'failed_attempt' || e.type === 'failed').map((e) => [e.type, e.machine_id, e.reason]);
+      assert.deepEqual(failures, [
+        ['failed_attempt', 'm1', 'the job process exited with code 3\nTraceback: ...'],
+        ['failed_attempt', 'm2', undefined],
+        ['failed', 'm2', undefined],
+      ]);
+      assert.ok(events.every((e) => e.type.startsWith('failed') || !('reason' in e)), 'only failures carry a reason');
+    });
+
     test('a repeated failed report from the same machine changes nothing', async () => {
       const f = await fixture();
       const job = await f.submit({ max_failures: 2 });

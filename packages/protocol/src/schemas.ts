@@ -26,24 +26,29 @@ export type ErrorBody = Static<typeof ErrorBody>;
 const Identifier = (description: string) =>
   Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f\\ud800-\\udfff]+$', description });
 
-export const SyncEntry = Type.Object(
+const syncEntryOf = <D extends TSchema>(direction: D) => Type.Object(
   {
     bucket: Type.String({ minLength: 1, maxLength: 255 }),
     prefix: Type.String({ maxLength: 1024 }),
     local_path: Type.String({ minLength: 1, maxLength: 4096 }),
-    direction: Type.Union([Type.Literal('download'), Type.Literal('upload')]),
+    direction,
     pattern: Type.Optional(Type.String({ maxLength: 1024, description: 'Glob, e.g. "checkpoint-*" or "*.bin"' })),
   },
   { additionalProperties: false },
 );
+export const SyncEntry = syncEntryOf(Type.Union([Type.Literal('download'), Type.Literal('upload')]));
 export type SyncEntry = Static<typeof SyncEntry>;
 
-const SyncList = Type.Array(SyncEntry, { maxItems: 100 });
+/** The direction each phase moves data in; an entry with the other one could never run. */
+export const SYNC_PHASE_DIRECTION = { before: 'download', during: 'upload', after: 'upload' } as const;
+
+const SyncList = (direction: 'download' | 'upload') =>
+  Type.Array(syncEntryOf(Type.Literal(direction)), { maxItems: 100, description: `Every entry's direction is "${direction}"` });
 export const SyncBlock = Type.Object(
   {
-    before: Type.Optional(SyncList),
-    during: Type.Optional(SyncList),
-    after: Type.Optional(SyncList),
+    before: Type.Optional(SyncList(SYNC_PHASE_DIRECTION.before)),
+    during: Type.Optional(SyncList(SYNC_PHASE_DIRECTION.during)),
+    after: Type.Optional(SyncList(SYNC_PHASE_DIRECTION.after)),
   },
   { additionalProperties: false, description: '`{}` means the application manages its own data' },
 );
@@ -124,6 +129,7 @@ export const Job = Type.Object(
     webhook: NullableString,
     max_failures: Type.Integer(),
     heartbeat_interval: Type.Integer(),
+    lease_timeout: Type.Optional(Type.Number({ description: 'Drover: seconds without a heartbeat after which the lease lapses and another machine may take the job (a Kelpie coordinator does not send it)' })),
     compression: Type.Boolean(),
     sync: Type.Union([SyncBlock, Type.Null()]),
     input_bucket: NullableString,
@@ -179,24 +185,42 @@ export const WorkQuery = Type.Object(
 );
 export type WorkQuery = Static<typeof WorkQuery>;
 
-export const MachineBody = Type.Object(
-  {
-    machine_id: Identifier('The reporting node'),
-    container_group_id: Identifier('The reporting node\'s container group'),
-  },
-  { $id: 'MachineBody' },
-);
+/** Who reports: every body a node sends about its job starts with these. */
+const reportingMachine = {
+  machine_id: Identifier('The reporting node'),
+  container_group_id: Identifier('The reporting node\'s container group'),
+};
+
+export const MachineBody = Type.Object(reportingMachine, { $id: 'MachineBody' });
 export type MachineBody = Static<typeof MachineBody>;
 
 export const HeartbeatBody = Type.Object(
   {
-    machine_id: Identifier('The reporting node'),
-    container_group_id: Identifier('The reporting node\'s container group'),
+    ...reportingMachine,
     progress: Type.Optional(Type.Ref(Progress)),
   },
   { $id: 'HeartbeatBody' },
 );
 export type HeartbeatBody = Static<typeof HeartbeatBody>;
+
+/** Longest failure reason kept; a worker shortens longer ones. */
+export const FAILURE_REASON_MAX = 2000;
+
+export const FailedBody = Type.Object(
+  {
+    ...reportingMachine,
+    reason: Type.Optional(
+      Type.String({
+        maxLength: FAILURE_REASON_MAX,
+        // Newlines and tabs are fine; other control characters and lone surrogates are not storable text.
+        pattern: '^[^\\u0000-\\u0008\\u000b-\\u001f\\ud800-\\udfff]*$',
+        description: 'Drover: why the attempt failed (shown in the job\'s events), e.g. "exited with code 1"',
+      }),
+    ),
+  },
+  { $id: 'FailedBody' },
+);
+export type FailedBody = Static<typeof FailedBody>;
 
 export const JobIdParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
 export const ContainerGroupParams = Type.Object({ container_group_id: Identifier('Container group') });
@@ -226,6 +250,7 @@ export const JobEvent = Type.Object(
     type: Type.Union(JOB_EVENT_TYPES.map((t) => Type.Literal(t))),
     machine_id: NullableString,
     attempt: Type.Integer(),
+    reason: Type.Optional(Type.String({ description: 'Drover: failed_attempt and failed events, why the worker says the attempt failed' })),
   },
   { $id: 'JobEvent' },
 );
@@ -276,6 +301,7 @@ export const SHARED_SCHEMAS: TSchema[] = [
   JobArray,
   JobBatch,
   MachineBody,
+  FailedBody,
   HeartbeatBody,
   StatusResponse,
   MessageResponse,

@@ -1,5 +1,7 @@
 // The one HTTP client of the project: the CLI, the worker, tests and benchmarks all use it.
+import { FAILURE_REASON_MAX } from '@drover/protocol';
 import type {
+  FailedBody,
   HeartbeatBody,
   Job,
   JobDefinition,
@@ -210,8 +212,10 @@ export class DroverClient {
   completeJob(id: string, machine: Machine): Promise<{ message: string }> {
     return this.request('POST', `/jobs/${encodeURIComponent(id)}/completed`, { body: machine, idempotent: true });
   }
-  failJob(id: string, machine: Machine): Promise<{ message: string }> {
-    return this.request('POST', `/jobs/${encodeURIComponent(id)}/failed`, { body: machine, idempotent: true });
+  /** `reason` (Drover): why the attempt failed, kept in the job's events; made storable and cut to FAILURE_REASON_MAX. */
+  failJob(id: string, machine: Machine, reason?: string): Promise<{ message: string }> {
+    const body: FailedBody = { ...machine, ...(reason !== undefined ? { reason: storableReason(reason) } : {}) };
+    return this.request('POST', `/jobs/${encodeURIComponent(id)}/failed`, { body, idempotent: true });
   }
   releaseJob(id: string, machine: Machine): Promise<{ message: string }> {
     return this.request('POST', `/jobs/${encodeURIComponent(id)}/release`, { body: machine, idempotent: true });
@@ -244,4 +248,19 @@ function toApiError(status: number, text: string): DroverApiError {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * A failure reason the coordinator takes: control characters other than tab and newline become
+ * spaces, lone surrogates go, and it is cut to FAILURE_REASON_MAX characters.
+ */
+export function storableReason(text: string): string {
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point
+  const clean = text.replace(/[\u0000-\u0008\u000b-\u001f]/g, ' ').replace(LONE_SURROGATE, '');
+  if (clean.length <= FAILURE_REASON_MAX) return clean;
+  let end = FAILURE_REASON_MAX - 1;
+  if (/[\ud800-\udbff]/.test(clean[end - 1]!)) end--; // never split a surrogate pair
+  return `${clean.slice(0, end)}…`;
 }

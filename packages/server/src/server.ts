@@ -53,6 +53,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     await store.close().catch(() => undefined);
     throw new Error(`cannot open database ${redact(database)}: ${(e as Error).message}`);
   }
+  // Nodes kept running their jobs while this coordinator was down: their leases must not lapse
+  // just because nobody could hear their heartbeats.
+  const graced = await store.graceLeasesAfterStart(Date.now());
   const auth = new Authenticator(store);
   const { generatedKey } = await auth.bootstrapAdmin(opts.adminKey, Date.now());
   const scheduler = new Scheduler(store);
@@ -76,6 +79,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     },
   });
   late.app = app;
+  if (graced > 0) app.log.info({ leases: graced }, 'started again: running jobs get one lease of grace to heartbeat before others may take them');
   // Responses still being worked on, so that a shutdown can close their connections after them.
   const inFlight = new Set<ServerResponse>();
   app.server.on('request', (_req, res: ServerResponse) => {

@@ -290,6 +290,7 @@ export class DuringSync {
   private async remove(w: Watched, rel: string, f: FileState): Promise<void> {
     const key = keyFor(w.rule.prefix, rel);
     try {
+      await this.o.transfer.beforeCommit?.(); // a delete is a write too: fenced like uploads
       await this.o.store.delete(w.rule.bucket, key);
       w.files.delete(rel);
       this.uploaded.delete(`${w.rule.bucket}\0${key}`);

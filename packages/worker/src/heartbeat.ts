@@ -3,6 +3,13 @@
 // deleted) calls onLost once. A failed beat (coordinator down, timeouts) is logged and the next
 // one goes out on schedule: the job keeps running, and the lease lapses only if the coordinator
 // stays unreachable for lease_factor beats.
+//
+// It is also the worker's fence (issue 5): a beat answered `running` proves the lease was held
+// when it was sent, so until lease_timeout after that send no other machine can hold the job. Every
+// upload asks `fence()` just before its object lands; if the proof is too old (the worker was
+// frozen, or the coordinator is unreachable), it beats at once and waits for a fresh `running`
+// rather than write over what the job's next holder may already have written.
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Machine } from '@drover/sdk';
 import { DroverApiError, type DroverClient } from '@drover/sdk';
@@ -14,6 +21,10 @@ export interface HeartbeatOptions {
   jobId: string;
   machine: Machine;
   intervalMs: number;
+  /** After this long without a heartbeat the coordinator lets another machine take the job. */
+  leaseMs: number;
+  /** performance.now() when the claim that gave this worker the job was sent. */
+  claimedAt: number;
   /** Read before each beat; its progress is sent along. */
   progressFile?: string;
   log: Logger;
@@ -21,15 +32,53 @@ export interface HeartbeatOptions {
   onLost: (status: string) => void;
 }
 
+/** An upload refused because this worker no longer holds the job (fencing). */
+export class LeaseLostError extends Error {
+  constructor(jobId: string, status: string) {
+    super(`job ${jobId} is no longer held by this worker (coordinator says ${status}): not writing`);
+    this.name = 'LeaseLostError';
+  }
+}
+
 export class Heartbeat {
   private readonly stopper = new AbortController();
   private loop: Promise<void> | undefined;
   private lost = false;
+  private lostStatus = '';
+  /** performance.now() when the newest request answered `running` (or the claim) was sent. */
+  private confirmedAt: number;
+  private inFlight: Promise<void> | undefined;
   /** Beats answered `running`, and beats that failed in a row. */
   beats = 0;
   failuresInARow = 0;
 
-  constructor(private readonly o: HeartbeatOptions) {}
+  constructor(private readonly o: HeartbeatOptions) {
+    this.confirmedAt = o.claimedAt;
+  }
+
+  /**
+   * True while no other machine can hold the job: a `running` answer is younger than the lease,
+   * less a quarter of it kept for the write itself to land.
+   */
+  holds(): boolean {
+    return !this.lost && performance.now() - this.confirmedAt < this.o.leaseMs * 0.75;
+  }
+
+  /**
+   * Resolves once this worker provably holds the job; rejects with LeaseLostError once the
+   * coordinator says it does not (or the heartbeat stopped). While the coordinator cannot be
+   * reached it waits, beating every second: writing then could overwrite the next holder's data.
+   */
+  async fence(signal?: AbortSignal): Promise<void> {
+    for (let waited = false; ; waited = true) {
+      if (this.lost || this.stopper.signal.aborted) throw new LeaseLostError(this.o.jobId, this.lostStatus || 'stopped');
+      if (this.holds()) return;
+      if (!waited) this.o.log.warn({ job: this.o.jobId, sinceConfirmedMs: Math.round(performance.now() - this.confirmedAt) }, 'lease not confirmed lately: confirming before writing');
+      await this.beatNow();
+      if (this.lost || this.holds()) continue;
+      await sleep(1000, undefined, { signal });
+    }
+  }
 
   start(): this {
     this.loop ??= this.run();
@@ -40,6 +89,7 @@ export class Heartbeat {
   async stop(): Promise<void> {
     this.stopper.abort();
     await this.loop;
+    await this.inFlight;
   }
 
   private async run(): Promise<void> {
@@ -50,19 +100,27 @@ export class Heartbeat {
       } catch {
         return;
       }
-      await this.beat();
+      await this.beatNow();
     }
+  }
+
+  /** One beat now, or the one already in flight. */
+  private beatNow(): Promise<void> {
+    this.inFlight ??= this.beat().finally(() => (this.inFlight = undefined));
+    return this.inFlight;
   }
 
   private async beat(): Promise<void> {
     const { client, jobId, machine, log } = this.o;
     try {
       const progress = this.o.progressFile ? await readProgressFile(this.o.progressFile) : undefined;
+      const sentAt = performance.now();
       const { status } = await client.heartbeat(jobId, machine, progress);
       if (this.failuresInARow > 0) log.info({ job: jobId, failed: this.failuresInARow }, 'heartbeat: coordinator reachable again');
       this.failuresInARow = 0;
       if (status === 'running') {
         this.beats++;
+        this.confirmedAt = Math.max(this.confirmedAt, sentAt);
         return;
       }
       this.markLost(status);
@@ -79,6 +137,7 @@ export class Heartbeat {
   private markLost(status: string): void {
     if (this.lost) return;
     this.lost = true;
+    this.lostStatus = status;
     this.stopper.abort();
     this.o.onLost(status);
   }

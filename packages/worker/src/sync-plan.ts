@@ -1,7 +1,7 @@
 // What data a job wants moved, resolved against this worker's folders: the `sync` block, or
 // Kelpie's legacy input/checkpoint/output fields when there is none. `sync: {}` means the app
 // manages its own data. Every local_path is confined to the data root (or a legacy folder).
-import type { Job, SyncEntry } from '@drover/protocol';
+import { SYNC_PHASE_DIRECTION, type Job, type SyncEntry } from '@drover/protocol';
 import { compileGlob, type PathMatcher } from './glob.js';
 import path from 'node:path';
 import { PathNotAllowedError, resolveLocalPath } from './paths.js';
@@ -33,12 +33,13 @@ export interface WorkerFolders {
   checkpointDir: string;
 }
 
-/** The job's sync block is unusable (a direction that does not fit its phase). */
+/**
+ * The job's sync block is unusable (a direction that does not fit its phase). A Drover coordinator
+ * refuses such a job at submission; a Kelpie coordinator may hand one out.
+ */
 export class SyncPlanError extends Error {
   override name = 'SyncPlanError';
 }
-
-const PHASE_DIRECTION = { before: 'download', during: 'upload', after: 'upload' } as const;
 
 /** The job's rules in the sync block's shape: its own block, or one built from the legacy fields. */
 export function syncBlockOf(job: Job, folders: WorkerFolders): { before: SyncEntry[]; during: SyncEntry[]; after: SyncEntry[] } {
@@ -67,8 +68,8 @@ export async function planSync(job: Job, folders: WorkerFolders): Promise<SyncPl
   const plan: SyncPlan = { before: [], during: [], after: [], folders: [] };
   for (const phase of ['before', 'during', 'after'] as const) {
     for (const [i, e] of block[phase].entries()) {
-      if (e.direction !== PHASE_DIRECTION[phase]) {
-        throw new SyncPlanError(`sync.${phase}[${i}] has direction "${e.direction}"; ${phase}-sync entries must be "${PHASE_DIRECTION[phase]}"`);
+      if (e.direction !== SYNC_PHASE_DIRECTION[phase]) {
+        throw new SyncPlanError(`sync.${phase}[${i}] has direction "${e.direction}"; ${phase}-sync entries must be "${SYNC_PHASE_DIRECTION[phase]}"`);
       }
       const localPath = await resolveLocalPath(e.local_path, roots);
       const inRoot = path.relative(folders.dataRoot, localPath).split(path.sep)[0];

@@ -4,6 +4,7 @@
 // still going, while this worker already runs the next job.
 import { cp, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from '@drover/protocol';
 import { DroverApiError, DroverClient, type Machine } from '@drover/sdk';
@@ -162,9 +163,9 @@ export class Worker {
         log.info({ idleS: Math.round((Date.now() - idleSince) / 1000) }, 'no work for MAX_TIME_WITH_NO_WORK_S: exiting');
         break;
       }
-      const job = await this.claim();
-      if (!job) continue;
-      await this.runJob(job);
+      const claimed = await this.claim();
+      if (!claimed) continue;
+      await this.runJob(claimed.job, claimed.sentAt);
       this.jobsRun++;
       idleSince = Date.now();
       if (cfg.recreateBetweenJobs && !this.stopped) {
@@ -201,15 +202,16 @@ export class Worker {
    * One claim. Long-polls a Drover coordinator; when the answer comes back empty sooner than the
    * poll interval (Kelpie answers at once), waits out the rest of it, as Kelpie's worker polls.
    */
-  private async claim(): Promise<Job | undefined> {
+  private async claim(): Promise<{ job: Job; sentAt: number } | undefined> {
     const started = Date.now();
+    const sentAt = performance.now();
     const wake = new AbortController();
     this.claimWake = wake;
     const signal = AbortSignal.any([this.stopping.signal, wake.signal]);
     let failed = false;
     try {
       const job = await this.client.claimWork(this.machine, this.longPoll ? this.cfg.longPollS : undefined, { signal });
-      if (job) return job;
+      if (job) return { job, sentAt };
     } catch (err) {
       if (signal.aborted) return undefined;
       if (this.longPoll && err instanceof DroverApiError && err.status === 400) {
@@ -231,8 +233,8 @@ export class Worker {
     return { dataRoot: this.cfg.dataRoot, inputDir: this.cfg.inputDir, outputDir: this.cfg.outputDir, checkpointDir: this.cfg.checkpointDir };
   }
 
-  /** Runs one job; resolves once this worker is free for the next one. */
-  private async runJob(job: Job): Promise<void> {
+  /** Runs one job (claimed by a request sent at `claimedAt`); resolves once this worker is free for the next one. */
+  private async runJob(job: Job, claimedAt: number): Promise<void> {
     const { cfg, state } = this;
     const log = this.log.child({ job: job.id, attempt: job.attempt });
     log.info({ command: job.command, arguments: job.arguments, heartbeatS: job.heartbeat_interval }, 'claimed a job');
@@ -242,6 +244,9 @@ export class Worker {
     await rm(progressFile, { force: true });
     const heartbeat = new Heartbeat({
       client: this.client, jobId: job.id, machine: this.machine, intervalMs: job.heartbeat_interval * 1000, progressFile, log,
+      // A Kelpie coordinator does not say: its lease is 2 × heartbeat_interval.
+      leaseMs: (job.lease_timeout ?? 2 * job.heartbeat_interval) * 1000,
+      claimedAt,
       onLost: (status) => {
         lostStatus = status;
         log.warn({ status }, 'the coordinator no longer has this job running here: stopping it');
@@ -253,7 +258,7 @@ export class Worker {
     try {
       await state.dropFinished().catch(() => {});
       await state.addJob(job.id).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not update the state file'));
-      const ctx: SyncContext = { store: this.store, transfer: this.transfer, state, jobId: job.id, log, signal: AbortSignal.any([lost.signal, this.stopping.signal]) };
+      const ctx: SyncContext = { store: this.store, transfer: this.fenced(heartbeat, lost.signal), state, jobId: job.id, log, signal: AbortSignal.any([lost.signal, this.stopping.signal]) };
 
       let plan: SyncPlan;
       try {
@@ -261,7 +266,7 @@ export class Worker {
       } catch (err) {
         if (!(err instanceof PathNotAllowedError || err instanceof SyncPlanError)) throw err;
         log.error({ err: err.message }, `job refused: ${err.message}`);
-        await this.settle(job, heartbeat, 'failed', log);
+        await this.settle(job, heartbeat, 'failed', log, `job refused: ${err.message}`);
         return;
       }
       const allFolders = [...plan.folders, cfg.inputDir, cfg.outputDir, cfg.checkpointDir];
@@ -279,7 +284,7 @@ export class Worker {
         if (lost.signal.aborted) return this.dropLost(job, heartbeat, lostStatus, log);
         if (this.stopped) return this.settle(job, heartbeat, 'release', log);
         log.error({ err: errorMessage(err) }, 'downloading the job\'s data failed');
-        return this.settle(job, heartbeat, 'failed', log);
+        return this.settle(job, heartbeat, 'failed', log, `downloading the job's data failed: ${errorMessage(err)}`);
       }
 
       // Only losing the job stops its uploads: on shutdown the last checkpoint must still go up.
@@ -351,14 +356,15 @@ export class Worker {
       log.error({ err: errorMessage(err) }, 'running the job failed');
       await proc?.stop('SIGKILL', 0);
       await during?.abandon();
-      await this.settle(job, heartbeat, 'failed', log);
+      await this.settle(job, heartbeat, 'failed', log, `running the job failed: ${errorMessage(err)}`);
     }
   }
 
   /** Last uploads of an exited job, then its report; the heartbeat runs until the report. */
   private async afterExit(job: Job, exit: JobExit, plan: SyncPlan, during: DuringSync, heartbeat: Heartbeat, lost: AbortSignal, cleanup: string[], log: Logger): Promise<void> {
-    const ctx: SyncContext = { store: this.store, transfer: this.transfer, state: this.state, jobId: job.id, log, signal: lost };
+    const ctx: SyncContext = { store: this.store, transfer: this.fenced(heartbeat, lost), state: this.state, jobId: job.id, log, signal: lost };
     let outcome: Report = exit.code === 0 ? 'completed' : 'failed';
+    let reason = exit.code === 0 ? undefined : exitReason(exit);
     try {
       await this.imds.withRaisedDeletionCost(async () => {
         try {
@@ -366,6 +372,7 @@ export class Worker {
         } catch (err) {
           if (lost.aborted) return;
           log.error({ err: errorMessage(err) }, 'uploading the last files failed');
+          reason = `${reason ? `${reason}; ` : ''}uploading the last files failed: ${errorMessage(err)}`;
           outcome = 'failed';
           return;
         }
@@ -376,6 +383,7 @@ export class Worker {
         } catch (err) {
           if (lost.aborted) return;
           log.error({ err: errorMessage(err) }, 'uploading the outputs failed: reporting the job failed');
+          reason = `uploading the outputs failed: ${errorMessage(err)}`;
           outcome = 'failed';
         }
       });
@@ -383,7 +391,12 @@ export class Worker {
       await this.purge(cleanup);
     }
     if (lost.aborted) return this.dropLost(job, heartbeat, '', log);
-    await this.settle(job, heartbeat, outcome, log);
+    await this.settle(job, heartbeat, outcome, log, reason);
+  }
+
+  /** The transfer options for a job's data: every write is fenced by the job's lease (see Heartbeat.fence). */
+  private fenced(heartbeat: Heartbeat, lost: AbortSignal): TransferOptions {
+    return { ...this.transfer, beforeCommit: () => heartbeat.fence(lost) };
   }
 
   private async purge(folders: readonly string[]): Promise<void> {
@@ -397,10 +410,13 @@ export class Worker {
     log.info({ status }, 'job dropped');
   }
 
-  /** Stops the heartbeat and reports the job; a failure counts towards MAX_JOB_FAILURES. */
-  private async settle(job: Job, heartbeat: Heartbeat, report: Report, log: Logger): Promise<void> {
+  /**
+   * Stops the heartbeat and reports the job; a failure counts towards MAX_JOB_FAILURES. `reason`
+   * says why a failed attempt failed (kept in the job's events).
+   */
+  private async settle(job: Job, heartbeat: Heartbeat, report: Report, log: Logger, reason?: string): Promise<void> {
     await heartbeat.stop();
-    const ok = await this.report(job, report, log);
+    const ok = await this.report(job, report, log, reason);
     await this.state.setStatus(job.id, report === 'completed' ? 'completed' : report === 'failed' ? 'failed' : 'canceled').catch(() => {});
     if (report === 'failed' && ok) {
       this.failuresReported++;
@@ -416,18 +432,25 @@ export class Worker {
    * Sends the outcome, retrying transient failures with backoff for a few minutes (the output is
    * already uploaded: giving up early would make another node run the job again).
    */
-  private async report(job: Job, report: Report, log: Logger): Promise<boolean> {
+  private async report(job: Job, report: Report, log: Logger, reason?: string): Promise<boolean> {
+    let withReason = reason !== undefined;
     const send = {
       completed: () => this.client.completeJob(job.id, this.machine),
-      failed: () => this.client.failJob(job.id, this.machine),
+      failed: () => this.client.failJob(job.id, this.machine, withReason ? reason : undefined),
       release: () => this.client.releaseJob(job.id, this.machine),
     }[report];
     for (let attempt = 1; ; attempt++) {
       try {
         await send();
-        log.info({ report }, `job reported ${report === 'release' ? 'released' : report}`);
+        log.info({ report, ...(reason !== undefined ? { reason } : {}) }, `job reported ${report === 'release' ? 'released' : report}`);
         return true;
       } catch (err) {
+        if (withReason && err instanceof DroverApiError && err.status === 400) {
+          // `reason` is Drover's: a Kelpie coordinator may refuse the field. Say it without.
+          withReason = false;
+          attempt--;
+          continue;
+        }
         if (err instanceof DroverApiError && err.status >= 400 && err.status < 500) {
           log.warn({ report, status: err.status, err: err.message }, 'the coordinator refused the report');
           return false;
@@ -441,4 +464,11 @@ export class Worker {
       }
     }
   }
+}
+
+/** Why a job process that did not exit 0 failed, for the job's events. */
+function exitReason(exit: JobExit): string {
+  if (exit.startError) return `the command could not be started: ${exit.startError.message}`;
+  if (exit.signal) return `the job process was killed by ${exit.signal}`;
+  return `the job process exited with code ${exit.code}`;
 }

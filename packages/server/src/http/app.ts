@@ -18,7 +18,7 @@ import type { Metrics } from '../metrics.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { Store, UserRow } from '../store/types.js';
 import type { WebhookSender } from '../webhooks/sender.js';
-import { HttpError, installErrorHandling } from './errors.js';
+import { HttpError, clientErrorHandler, installErrorHandling } from './errors.js';
 import { jobRoutes } from './routes/jobs.js';
 import { workRoutes } from './routes/work.js';
 import { userRoutes } from './routes/users.js';
@@ -97,6 +97,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       void reply.code(tooLong ? 414 : 400).send({ error: tooLong ? 'uri_too_long' : 'bad_request', message: err.message });
     },
     ajv: { customOptions: { strict: false } },
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are validated without type coercion ("5" is not a number); query strings and path

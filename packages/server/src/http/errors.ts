@@ -1,4 +1,6 @@
 // One error shape for every failure: `{error, message}` with a message that names the field.
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance } from 'fastify';
 
 export class HttpError extends Error {
@@ -40,7 +42,8 @@ export function describeValidation(context: string, errors: AjvError[]): { messa
     message = `${path}/${String(e.params.missingProperty)} is required`;
   } else if (e.keyword === 'const' || e.keyword === 'anyOf') {
     const allowed = errors.filter((x) => x.keyword === 'const').map((x) => JSON.stringify(x.params.allowedValue));
-    message = allowed.length ? `${path} must be one of ${allowed.join(', ')}` : `${path} ${e.message ?? 'is invalid'}`;
+    message = allowed.length === 1 ? `${path} must be ${allowed[0]}`
+      : allowed.length ? `${path} must be one of ${allowed.join(', ')}` : `${path} ${e.message ?? 'is invalid'}`;
   } else if (e.keyword === 'propertyNames' || e.propertyName !== undefined) {
     // e.g. environment names: the failing check is on the key, not on a value
     const key = e.propertyName ?? e.params.propertyName;
@@ -60,6 +63,32 @@ const CLIENT_ERRORS: Record<string, [number, string]> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'bad_request'],
   FST_ERR_CTP_INVALID_TYPE: [400, 'bad_request'],
 };
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (headers over 16 KiB, a bad
+ * Content-Length or chunk size, a malformed request line): the same `{error, message}` as every
+ * other refusal, where Fastify's default adds `statusCode` and names the error differently.
+ */
+export function clientErrorHandler(err: Error & { code?: string; rawPacket?: unknown }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, error, message]: [number, string, string] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'headers_too_large', 'request headers exceed the server\'s limit (16 KiB)']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'the request took too long to arrive']
+        : [400, 'bad_request', `malformed HTTP request${err.code ? ` (${err.code})` : ''}`];
+  // An answer to HEAD has no body (a client would take the body for the next answer); the method
+  // is only known if the refused bytes start with the request line, as they do when one read holds it.
+  const head = Buffer.isBuffer(err.rawPacket) && err.rawPacket.subarray(0, 5).toString('latin1') === 'HEAD ';
+  const body = JSON.stringify({ error, message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${head ? '' : body}`,
+    );
+  }
+  socket.destroy(err);
+}
 
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError & { validation?: AjvError[]; validationContext?: string }, req, reply) => {

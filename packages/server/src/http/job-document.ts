@@ -18,7 +18,8 @@ interface StoredSpec {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function toJobDocument(row: JobRow): Job {
+/** `leaseFactor`: the store's, for `lease_timeout` (workers fence their uploads with it). */
+export function toJobDocument(row: JobRow, leaseFactor: number): Job {
   const spec = JSON.parse(row.spec) as StoredSpec;
   return {
     id: row.id,
@@ -40,6 +41,7 @@ export function toJobDocument(row: JobRow): Job {
     webhook: row.webhook,
     max_failures: row.max_failures,
     heartbeat_interval: row.heartbeat_interval,
+    lease_timeout: row.heartbeat_interval * leaseFactor,
     compression: spec.compression,
     sync: spec.sync ?? null,
     input_bucket: spec.input_bucket ?? null,

@@ -50,7 +50,7 @@ export abstract class KyselyStore implements Store {
 
   constructor(
     readonly db: Kysely<Database>,
-    leaseFactor: number,
+    readonly leaseFactor: number,
   ) {
     this.leaseMsPerIntervalSecond = Math.round(leaseFactor * 1000);
     this.work.setMaxListeners(0);
@@ -196,8 +196,10 @@ export abstract class KyselyStore implements Store {
     type: string,
     machineId: string | null,
     at: number,
+    reason?: string,
   ): Promise<void> {
-    await trx.executeQuery(this.hot.event.bind(job.id, at, type, machineId, job.attempt));
+    if (reason === undefined) await trx.executeQuery(this.hot.event.bind(job.id, at, type, machineId, job.attempt));
+    else await trx.insertInto('job_events').values({ job_id: job.id, at, type, machine_id: machineId, attempt: job.attempt, reason }).execute();
   }
 
   private async oweWebhook(trx: Transaction<Database>, job: JobRow, event: WebhookEvent, now: number): Promise<void> {
@@ -364,7 +366,7 @@ export abstract class KyselyStore implements Store {
     return this.explain(userId, jobId, (j) => j.status === 'completed' && j.machine_id === machineId);
   }
 
-  async failJob({ userId, jobId, machineId, now }: MachineRef): Promise<Outcome> {
+  async failJob({ userId, jobId, machineId, now, reason }: MachineRef & { reason?: string }): Promise<Outcome> {
     const job = await this.transition(async (trx, signals) => {
       const final = sql<boolean>`num_failures + 1 >= max_failures`;
       const failed = await trx
@@ -382,9 +384,9 @@ export abstract class KyselyStore implements Store {
         .executeTakeFirst();
       if (!failed) return undefined;
       await trx.insertInto('job_bans').values({ job_id: jobId, machine_id: machineId, created: now }).execute();
-      await this.addEvent(trx, failed, 'failed_attempt', machineId, now);
+      await this.addEvent(trx, failed, 'failed_attempt', machineId, now, reason);
       if (failed.status === 'failed') {
-        await this.addEvent(trx, failed, 'failed', machineId, now);
+        await this.addEvent(trx, failed, 'failed', machineId, now, reason);
         await this.oweWebhook(trx, { ...failed, machine_id: machineId }, 'failed', now);
       } else {
         signals.push({ userId, groupId: failed.container_group_id, count: 1 });
@@ -496,6 +498,21 @@ export abstract class KyselyStore implements Store {
       .limit(1)
       .executeTakeFirst();
     return row !== undefined;
+  }
+
+  async graceLeasesAfterStart(now: number): Promise<number> {
+    // The last moment this coordinator (or a replica) is known to have been serving.
+    const row = await this.db.selectFrom('jobs').select((eb) => eb.fn.max('heartbeat').as('last')).where('status', '=', 'running').executeTakeFirst();
+    const last = row?.last == null ? 0 : Number(row.last);
+    if (last === 0) return 0;
+    const result = await this.db
+      .updateTable('jobs')
+      .set({ lease_expires_at: this.leaseExpiry(now) })
+      .where('status', '=', 'running')
+      .where('lease_expires_at', '>', last) // still live when the coordinator was last heard of
+      .where('lease_expires_at', '<', this.leaseExpiry(now))
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 
   async nextLeaseExpiry(userId: string, groupId: string, now: number): Promise<number | undefined> {

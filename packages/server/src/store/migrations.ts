@@ -113,6 +113,15 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         }
       },
     },
+    // Why an attempt failed, as the worker reported it (a Drover extension of POST /jobs/:id/failed).
+    '0002_event_reason': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('job_events').addColumn('reason', 'text').execute();
+      },
+      async down(db: Kysely<unknown>) {
+        await db.schema.alterTable('job_events').dropColumn('reason').execute();
+      },
+    },
   };
 }
 

@@ -58,6 +58,8 @@ export interface JobEventsTable {
   type: string;
   machine_id: string | null;
   attempt: number;
+  /** failed_attempt / failed: the worker's reason, when it gave one. */
+  reason: string | null;
 }
 
 export interface WebhookOutboxTable {

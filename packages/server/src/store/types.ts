@@ -61,6 +61,8 @@ export interface WorkSignal {
 
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
+  /** A lease lapses after leaseFactor × the job's heartbeat_interval without a heartbeat. */
+  readonly leaseFactor: number;
 
   migrate(): Promise<void>;
   close(): Promise<void>;
@@ -72,11 +74,20 @@ export interface Store {
   listJobs(filter: ListJobsFilter): Promise<JobRow[]>;
   listEvents(userId: string, jobId: string): Promise<EventRow[] | undefined>;
 
+  /**
+   * After a start: every running job whose lease was still live when the coordinator was last heard
+   * of (its newest heartbeat) gets one whole lease from `now`, so the nodes that kept running it
+   * through the outage can heartbeat again before anyone else may take it. Leases that had lapsed
+   * before the outage (dead nodes) stay lapsed. Returns how many leases were extended.
+   */
+  graceLeasesAfterStart(now: number): Promise<number>;
+
   /** Atomically hand one claimable job to the machine: orphaned running jobs first, then pending, oldest first. */
   claimJob(req: ClaimRequest): Promise<JobRow | undefined>;
   heartbeat(ref: MachineRef & { progress?: Progress }): Promise<Outcome>;
   completeJob(ref: MachineRef): Promise<Outcome>;
-  failJob(ref: MachineRef): Promise<Outcome>;
+  /** `reason`: why the attempt failed, as the worker says (kept on the failed_attempt and failed events). */
+  failJob(ref: MachineRef & { reason?: string }): Promise<Outcome>;
   releaseJob(ref: MachineRef): Promise<Outcome>;
   cancelJob(userId: string, jobId: string, now: number): Promise<Outcome>;
   /** Delete the group's pending jobs and cancel its running ones; returns how many jobs that touched. */

@@ -1,6 +1,6 @@
 // A job definition from a JSON/YAML file and flags (flags win), checked against the protocol's
 // schema, and its {i} copies for `--count`.
-import { JobDefinition, LEGACY_FIELDS, type JobDefinition as JobDefinitionT, type SyncEntry } from '@drover/protocol';
+import { JobDefinition, LEGACY_FIELDS, SYNC_PHASE_DIRECTION, type JobDefinition as JobDefinitionT, type SyncEntry } from '@drover/protocol';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { CliError } from '../../lib/output.js';
@@ -9,8 +9,6 @@ import { checkSchema } from './validate.js';
 
 export const PHASES = ['before', 'during', 'after'] as const;
 export type Phase = (typeof PHASES)[number];
-/** The worker accepts one direction per phase. */
-export const PHASE_DIRECTION: Record<Phase, SyncEntry['direction']> = { before: 'download', during: 'upload', after: 'upload' };
 
 /** What the submit flags carry (commander's camelCase names). */
 export interface DefinitionFlags {
@@ -101,9 +99,9 @@ export function parseSyncFlag(phase: Phase, spec: string): SyncEntry {
   for (const key of ['bucket', 'local_path'] as const) {
     if (!entry[key]) throw new CliError(`${flag} ${JSON.stringify(spec)}: ${key}= is required`, USAGE);
   }
-  const direction = entry.direction ?? PHASE_DIRECTION[phase];
-  if (direction !== PHASE_DIRECTION[phase]) {
-    throw new CliError(`${flag}: direction must be ${PHASE_DIRECTION[phase]} for ${phase}-sync entries`, USAGE);
+  const direction = entry.direction ?? SYNC_PHASE_DIRECTION[phase];
+  if (direction !== SYNC_PHASE_DIRECTION[phase]) {
+    throw new CliError(`${flag}: direction must be ${SYNC_PHASE_DIRECTION[phase]} for ${phase}-sync entries`, USAGE);
   }
   return {
     bucket: entry.bucket!,

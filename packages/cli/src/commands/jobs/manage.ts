@@ -221,6 +221,8 @@ function eventsCommand(): Command {
           { header: 'EVENT', value: (e) => e.type },
           { header: 'ATTEMPT', value: (e) => String(e.attempt), align: 'right' },
           { header: 'MACHINE', value: (e) => e.machine_id ?? '-' },
+          // A worker's reason may span lines; the table keeps one row per event.
+          { header: 'REASON', value: (e) => (e.reason === undefined ? '' : e.reason.replace(/\s+/g, ' ')) },
         ]),
       );
     }),

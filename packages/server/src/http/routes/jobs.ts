@@ -78,7 +78,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
         [normalize(req.body as JobDefinitionT, ctx.allowPrivateWebhooks)],
         ctx.now(),
       );
-      return reply.code(202).send(toJobDocument(row!));
+      return reply.code(202).send(toJobDocument(row!, ctx.store.leaseFactor));
     },
   );
 
@@ -97,7 +97,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
       const defs = req.body as JobDefinitionT[];
       const jobs = defs.map((d, i) => normalize(d, ctx.allowPrivateWebhooks, i));
       const rows = await ctx.store.createJobs(req.user.id, jobs, ctx.now());
-      return reply.code(202).send(rows.map(toJobDocument));
+      return reply.code(202).send(rows.map((r) => toJobDocument(r, ctx.store.leaseFactor)));
     },
   );
 
@@ -121,7 +121,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
         offset: (q.page - 1) * q.page_size,
         asc: q.asc,
       });
-      return { _count: rows.length, jobs: rows.map(toJobDocument) };
+      return { _count: rows.length, jobs: rows.map((r) => toJobDocument(r, ctx.store.leaseFactor)) };
     },
   );
 
@@ -138,7 +138,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
     async (req) => {
       const row = await ctx.store.getJob(req.user.id, req.params.id);
       if (!row) throw notFound();
-      return toJobDocument(row);
+      return toJobDocument(row, ctx.store.leaseFactor);
     },
   );
 
@@ -163,6 +163,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
           type: e.type as never,
           machine_id: e.machine_id,
           attempt: e.attempt,
+          ...(e.reason !== null ? { reason: e.reason } : {}),
         })),
       };
     },

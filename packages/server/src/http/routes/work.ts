@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import {
   ErrorBody,
+  FailedBody,
   HeartbeatBody,
   JobArray,
   JobIdParams,
@@ -34,6 +35,8 @@ export const workRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx
         querystring: WorkQuery,
         response: { 200: Type.Ref(JobArray), 400: err, 401: err, 403: err },
       },
+      // A claim changes state: HEAD, which answers without the body, would lease a job no one sees.
+      exposeHeadRoute: false,
     },
     async (req) => {
       const gone = new AbortController();
@@ -49,7 +52,7 @@ export const workRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx
         });
         ctx.metrics.claims.inc({ result: job ? 'job' : 'none' });
         if (job?.webhook) ctx.webhooks?.kick();
-        return job ? [toJobDocument(job)] : [];
+        return job ? [toJobDocument(job, ctx.store.leaseFactor)] : [];
       } finally {
         req.raw.off('close', onClose);
       }
@@ -98,8 +101,9 @@ export const workRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx
     summary: string,
     code: 200 | 202,
     message: string,
-    run: (ref: { userId: string; jobId: string; machineId: string; now: number }) => ReturnType<AppContext['store']['completeJob']>,
+    run: (ref: { userId: string; jobId: string; machineId: string; now: number; reason?: string }) => ReturnType<AppContext['store']['completeJob']>,
     conflict: (status: string) => string,
+    body: typeof MachineBody | typeof FailedBody = MachineBody,
   ) =>
     app.post(
       path,
@@ -108,13 +112,13 @@ export const workRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx
           tags,
           summary,
           params: JobIdParams,
-          body: Type.Ref(MachineBody),
+          body: Type.Ref(body),
           response: { [code]: Type.Ref(MessageResponse), 400: err, 401: err, 403: err, 404: err, 409: err },
         },
       },
       async (req, reply) => {
-        const { machine_id } = req.body as { machine_id: string };
-        const outcome = await run({ userId: req.user.id, jobId: req.params.id, machineId: machine_id, now: ctx.now() });
+        const { machine_id, reason } = req.body as { machine_id: string; reason?: string };
+        const outcome = await run({ userId: req.user.id, jobId: req.params.id, machineId: machine_id, now: ctx.now(), reason });
         ctx.metrics.transitions.inc({ transition: path.split('/').pop()!, outcome: outcome.kind });
         requireApplied(outcome, conflict);
         if (outcome.kind === 'applied' && outcome.job.webhook) ctx.webhooks?.kick();
@@ -137,11 +141,13 @@ export const workRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx
   );
   transition(
     '/jobs/:id/failed',
-    'Report a failed attempt: the machine is banned from the job; at max_failures the job is failed',
+    'Report a failed attempt: the machine is banned from the job; at max_failures the job is failed. ' +
+      'Drover: `reason` says why; it is kept in the job\'s events',
     202,
     'Failure reported',
     (r) => ctx.store.failJob(r),
     heldElsewhere,
+    FailedBody,
   );
   transition(
     '/jobs/:id/release',
