@@ -6,7 +6,7 @@
 // CRC32 metadata or its MD5.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
@@ -250,6 +250,67 @@ describe('S3Store lean request path', () => {
       b.corruptNext(0);
     }
     assert.ok(!(await readdir(b.dir)).some((n) => n.includes('crc-never')), 'no file or temp file is left');
+  });
+
+  test('a multipart upload carries the file\'s CRC32; a download in ranges checks their CRC32s, combined, against it', async () => {
+    const body = randomBytes(10 * MiB + 12345);
+    const file = join(b.dir, 'crc-multi.bin');
+    await writeFile(file, body);
+    // 5 MiB: the smallest part S3 (and the loopback server) accepts
+    const up = await uploadFile(b.store, file, b.bucket, 'crc/multi.bin', { partSize: 5 * MiB });
+    assert.equal(up.parts, 3);
+    const head = await (b.store as S3Store).client.send(new HeadObjectCommand({ Bucket: b.bucket, Key: 'crc/multi.bin' }));
+    assert.match(head.ETag ?? '', /-3"$/, 'a multipart ETag, which no download can check by MD5');
+    assert.equal(head.Metadata?.['drover-crc32'], crc32(body).toString(16).padStart(8, '0'));
+
+    // One damaged range passes its own checks (length); the combined CRC32 catches it, and all
+    // three ranges are fetched again.
+    const from = b.requests.length;
+    const target = join(b.dir, 'crc-multi-once.bin');
+    b.corruptNext(1);
+    const out = await downloadFile(b.store, b.bucket, 'crc/multi.bin', target, { partSize: 5 * MiB, retry: FAST_RETRY });
+    assert.equal(out.parts, 3);
+    assert.ok((await readFile(target)).equals(body));
+    assert.equal(lines(b, 'GET /jobs/crc/multi.bin', from).length, 6);
+
+    // Damaged every time: refused after three rounds, with nothing left behind.
+    b.corruptNext(100);
+    try {
+      await assert.rejects(
+        downloadFile(b.store, b.bucket, 'crc/multi.bin', join(b.dir, 'crc-multi-never.bin'), { partSize: 5 * MiB, retry: FAST_RETRY }),
+        (err) => err instanceof RetryLimitError && err.attempts === 3 && err.cause instanceof IntegrityError && /CRC32 [0-9a-f]{8} of the 3 ranges received/.test(err.cause.message),
+      );
+    } finally {
+      b.corruptNext(0);
+    }
+    assert.ok(!(await readdir(b.dir)).some((n) => n.includes('crc-multi-never')), 'no file or temp file is left');
+  });
+
+  test('a file that changes during its multipart upload is not completed: no object, the upload aborted', async () => {
+    const file = join(b.dir, 'crc-changing.bin');
+    await writeFile(file, randomBytes(3 * MiB));
+    let rewritten = false;
+    b.beforeRequest = async (req) => {
+      // While part 1 is on its way, part 3 changes on disk (it has not been read yet: one part at a time).
+      if (!rewritten && req.method === 'PUT' && req.url?.includes('partNumber=1&')) {
+        rewritten = true;
+        const fh = await open(file, 'r+');
+        await fh.write(randomBytes(100), 0, 100, 2 * MiB + 10);
+        await fh.close();
+      }
+    };
+    const from = b.requests.length;
+    try {
+      await assert.rejects(
+        uploadFile(b.store, file, b.bucket, 'crc/changing.bin', { partSize: MiB, concurrency: 1, retry: FAST_RETRY }),
+        (err) => err instanceof IntegrityError && /crc-changing\.bin changed while it was being uploaded/.test(err.message),
+      );
+    } finally {
+      b.beforeRequest = undefined;
+    }
+    assert.ok(rewritten);
+    await assert.rejects(b.store.head(b.bucket, 'crc/changing.bin'), NotFoundError);
+    assert.equal(lines(b, 'DELETE /jobs/crc/changing.bin?uploadId=', from).length, 1, 'the multipart upload is aborted');
   });
 
   test('metadata that does not match the bytes is not trusted over the MD5 ETag the server checked', async () => {

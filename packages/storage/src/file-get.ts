@@ -14,8 +14,8 @@ export interface GetToFileOptions {
   /** Whole objects: the expected MD5 (hex, the ETag); the bytes are hashed and must match. */
   md5?: string;
   /**
-   * Whole objects: if the object carries Drover's CRC32 metadata (checksum.ts), check the bytes
-   * against it instead of `md5`.
+   * If the object carries Drover's CRC32 metadata (checksum.ts): a whole object's bytes are checked
+   * against it instead of `md5`; a range's CRC32 is answered with it (GetToFileResult.rangeCrc32).
    */
   crc32?: boolean;
   /** fsync the file afterwards (the transfer engine's `durable` option); default true for a whole object, false for a range. */
@@ -28,13 +28,20 @@ export interface GetToFileOptions {
   renameTo?: string;
 }
 
+export interface GetToFileResult {
+  /** What a whole object's bytes were checked against (nothing for a range, or nothing to check with). */
+  verified: 'crc32' | 'md5' | undefined;
+  /** A range of an object with CRC32 metadata, asked with `crc32`: the range's CRC32 and the object's. */
+  rangeCrc32?: { bytes: number; object: number };
+}
+
 /**
  * Writes the object's bytes (or a range of them) to `file`, checks their count and (whole objects)
  * their CRC32 or MD5, fsyncs and renames the file as asked, and resolves with what the bytes were
  * checked against. Throws the store's usual errors (NotFoundError, ChangedError, InvalidRangeError,
  * retryable network errors...) and IntegrityError for a body of the wrong length or checksum.
  */
-export type GetToFile = (bucket: string, key: string, file: string, opts: GetToFileOptions) => Promise<'crc32' | 'md5' | undefined>;
+export type GetToFile = (bucket: string, key: string, file: string, opts: GetToFileOptions) => Promise<GetToFileResult>;
 
 export interface WithGetToFile {
   readonly [GET_TO_FILE]?: GetToFile;

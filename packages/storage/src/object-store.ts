@@ -44,7 +44,8 @@ export interface CompletedPart {
 
 /** S3-style multipart uploads; backends without them (LocalStore) leave `multipart` undefined. */
 export interface MultipartApi {
-  create(bucket: string, key: string, opts?: { contentType?: string }): Promise<string>;
+  /** Starts an upload; `metadata` as in PutOptions. */
+  create(bucket: string, key: string, opts?: { contentType?: string; metadata?: Record<string, string> }): Promise<string>;
   /** Uploads one part (numbered from 1) and returns its ETag. */
   uploadPart(bucket: string, key: string, uploadId: string, partNumber: number, body: Buffer, md5?: string): Promise<string>;
   complete(bucket: string, key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag?: string }>;

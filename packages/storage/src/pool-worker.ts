@@ -1,11 +1,12 @@
 // Runs in the transfer engine's worker threads (see worker-pool.ts). Three kinds of task:
 // - `digest`: the MD5 (and, if asked, the CRC32) of bytes in shared memory (a body read for
 //   upload), so the main thread does not spend ~1.3 ms per MiB hashing;
-// - `md5-file`: the MD5 of a file just written, read back from the page cache (optionally fsync'd);
+// - `file-digest`: the MD5 or CRC32 of a whole file, read from the page cache (optionally fsync'd):
+//   a file just downloaded, or one about to go up in parts;
 // - `get`: a GET (whole object or a range), already signed by the main thread, streamed into a
 //   file (a whole object checked as it arrives: CRC32 against the object's drover-crc32 metadata
-//   when it has it, else MD5 against its ETag), checked for length and, if asked, fsync'd and
-//   renamed into place. Run here, the response's bytes never reach the main thread's heap: there,
+//   when it has it, else MD5 against its ETag; a range's CRC32 computed for the caller to combine),
+//   checked for length and, if asked, fsync'd and renamed into place. Run here, the response's bytes never reach the main thread's heap: there,
 //   their churn (1 MiB per MiB downloaded) kept V8 busy with full garbage collections. The GET
 //   goes out on raw-http.ts's keep-alive connections, which read into one reused buffer: no
 //   allocation per read here either.
@@ -31,7 +32,11 @@ export interface GetTask {
   length: number;
   /** Whole objects: the MD5 (hex) the bytes must have (their ETag); checked unless CRC32 is. */
   md5?: string;
-  /** Whole objects: if the response carries the drover-crc32 metadata, check the bytes' CRC32 against it instead of their MD5. */
+  /**
+   * If the response carries the drover-crc32 metadata: for a whole object, check the bytes' CRC32
+   * against it instead of their MD5; for a range, compute the range's CRC32 and answer it with
+   * the metadata, for the caller to check once all the ranges are in.
+   */
   crc32: boolean;
   /** fsync the file once the bytes are written (and checked). */
   sync: boolean;
@@ -43,7 +48,7 @@ export interface GetTask {
 
 export type PoolTask =
   | { kind: 'digest'; data: Uint8Array; crc32: boolean }
-  | { kind: 'md5-file'; file: string; sync: boolean }
+  | { kind: 'file-digest'; file: string; algorithm: FileDigest; sync: boolean }
   | GetTask;
 
 /** A `digest` task's answer: the MD5 (hex) and, if asked (and this Node has it), the CRC32. */
@@ -55,9 +60,18 @@ export interface Digests {
 /** What the bytes of a whole object were checked against (none for a range, or nothing to check with). */
 export type Verified = 'crc32' | 'md5' | undefined;
 
+/** The checksums a whole file can be read back for, each answered in hex (CRC32: 8 digits). */
+export type FileDigest = 'md5' | 'crc32';
+
+/** A range's CRC32 and the object's drover-crc32 metadata (from the same response). */
+export interface RangeCrc32 {
+  bytes: number;
+  object: number;
+}
+
 /** What a `get` task ends with; errors are described, not thrown, so they keep their shape. */
 export type GetResult =
-  | { ok: true; verified: Verified }
+  | { ok: true; verified: Verified; rangeCrc32?: RangeCrc32 }
   /** The server answered with a non-2xx status; `body` is the start of its error document. */
   | { ok: false; kind: 'status'; status: number; body: string; requestId?: string }
   /** Socket, timeout or file-system failure, or a body of the wrong length or checksum (`integrity`). */
@@ -65,16 +79,21 @@ export type GetResult =
 
 const readChunk = Buffer.allocUnsafe(1024 * 1024);
 
-function md5File(file: string, sync: boolean): string {
-  const hash = createHash('md5');
+function digestFile(file: string, algorithm: FileDigest, sync: boolean): string {
+  const hash = algorithm === 'md5' ? createHash('md5') : undefined;
+  let crc = 0;
   const fd = openSync(file, 'r');
   try {
-    for (let n; (n = readSync(fd, readChunk, 0, readChunk.length, null)) > 0;) hash.update(readChunk.subarray(0, n));
+    for (let n; (n = readSync(fd, readChunk, 0, readChunk.length, null)) > 0;) {
+      const chunk = readChunk.subarray(0, n);
+      if (hash) hash.update(chunk);
+      else crc = crc32!(chunk, crc);
+    }
     if (sync) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
-  return hash.digest('hex');
+  return hash ? hash.digest('hex') : hex8(crc);
 }
 
 /** Writes all of `data` at `position`, finishing short writes. */
@@ -138,6 +157,7 @@ function get(task: GetTask): Promise<GetResult> {
           return;
         }
         const meta = task.crc32 && crc32 ? head.headers.get(`x-amz-meta-${CRC32_METADATA}`) : undefined;
+        // a range's CRC32 is computed the same way; the caller checks the ranges' combination
         if (meta !== undefined && /^[0-9a-f]{8}$/.test(meta)) crcExpected = Number.parseInt(meta, 16);
         else if (task.md5 !== undefined) hash = createHash('md5');
       },
@@ -180,7 +200,10 @@ function get(task: GetTask): Promise<GetResult> {
         if (target === undefined) return;
         // A wrong checksum is an integrity error, retried by the caller; the file is not renamed.
         let verified: Verified;
-        if (crcExpected !== undefined) {
+        let rangeCrc32: RangeCrc32 | undefined;
+        if (crcExpected !== undefined && task.position !== undefined) {
+          rangeCrc32 = { bytes: crc >>> 0, object: crcExpected };
+        } else if (crcExpected !== undefined) {
           if (crc !== crcExpected) {
             failWith(new Error(`CRC32 ${hex8(crc)} of the bytes received, the object's ${CRC32_METADATA} is ${hex8(crcExpected)}`), true);
             return;
@@ -203,7 +226,7 @@ function get(task: GetTask): Promise<GetResult> {
               return;
             }
           }
-          finish({ ok: true, verified });
+          finish(rangeCrc32 ? { ok: true, verified, rangeCrc32 } : { ok: true, verified });
         };
         if (!task.sync) {
           fd = undefined;
@@ -246,8 +269,8 @@ export default function run(task: PoolTask): Digests | string | Promise<GetResul
   switch (task.kind) {
     case 'digest':
       return { md5: createHash('md5').update(task.data).digest('hex'), crc32: task.crc32 && crc32 ? crc32(task.data) : undefined };
-    case 'md5-file':
-      return md5File(task.file, task.sync);
+    case 'file-digest':
+      return digestFile(task.file, task.algorithm, task.sync);
     case 'get':
       return get(task);
   }

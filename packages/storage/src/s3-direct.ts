@@ -22,9 +22,9 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { GetToFileOptions } from './file-get.js';
+import type { GetToFileOptions, GetToFileResult } from './file-get.js';
 import { IntegrityError, type PutOptions } from './object-store.js';
-import { getInWorker, type Verified } from './worker-pool.js';
+import { getInWorker } from './worker-pool.js';
 
 export interface DirectRequestOptions {
   /** Socket idle timeout per request, ms. */
@@ -169,7 +169,7 @@ export class DirectS3 {
   }
 
   /** GetObject into a file, in a worker thread: see GetToFile in file-get.ts. */
-  async getToFile(bucket: string, key: string, file: string, opts: GetToFileOptions): Promise<Verified> {
+  async getToFile(bucket: string, key: string, file: string, opts: GetToFileOptions): Promise<GetToFileResult> {
     const headers: Record<string, string> = {};
     if (opts.range) headers.range = `bytes=${opts.range.start}-${opts.range.end}`;
     if (opts.ifMatch !== undefined) headers['if-match'] = `"${opts.ifMatch}"`;
@@ -178,11 +178,11 @@ export class DirectS3 {
     const result = await getInWorker({
       protocol: this.protocol, hostname: this.hostname, port: this.port, path: signed.path, headers: signed.headers,
       file, position: opts.range?.start, length: opts.length,
-      md5: whole ? opts.md5 : undefined, crc32: whole && opts.crc32 === true, sync: opts.sync ?? whole,
+      md5: whole ? opts.md5 : undefined, crc32: opts.crc32 === true, sync: opts.sync ?? whole,
       renameTo: whole ? opts.renameTo : undefined,
       requestTimeoutMs: this.opts.requestTimeoutMs, connectionTimeoutMs: this.opts.connectionTimeoutMs,
     });
-    if (result.ok) return result.verified;
+    if (result.ok) return { verified: result.verified, ...(result.rangeCrc32 ? { rangeCrc32: result.rangeCrc32 } : {}) };
     if (result.kind === 'status') throw s3Error(result.status, result.body, result.requestId, `GET ${bucket}/${key}`);
     if (result.integrity) throw new IntegrityError(`${bucket}/${key}: ${result.message}`);
     throw Object.assign(new Error(result.message), { name: result.name, code: result.code });

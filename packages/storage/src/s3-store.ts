@@ -133,7 +133,7 @@ export class S3Store implements ObjectStore {
     this.multipart = {
       async create(bucket, key, o) {
         checkKey(key);
-        const out = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: o?.contentType }));
+        const out = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: o?.contentType, Metadata: o?.metadata }));
         if (!out.UploadId) throw new Error(`CreateMultipartUpload for ${bucket}/${key} returned no UploadId`);
         return out.UploadId;
       },

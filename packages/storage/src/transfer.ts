@@ -1,17 +1,20 @@
 // The transfer engine: whole files between a local disk and an ObjectStore.
 // - uploadFile: above `multipartThreshold` on a store with multipart uploads, the file goes up in
-//   `partSize` parts (10 MiB), `concurrency` (8) at a time, each with its Content-MD5; the upload
-//   is aborted if any part finally fails. Otherwise one put: a file of at most one part is read
-//   whole and sent with its Content-MD5 and its CRC32 as metadata (checksum.ts; no HEAD afterwards
-//   when the ETag is that MD5), a larger one (stores without multipart uploads) is streamed.
+//   `partSize` parts (10 MiB), `concurrency` (8) at a time, each with its Content-MD5, the whole
+//   file's CRC32 as metadata; the upload is aborted if any part finally fails, or if the parts'
+//   CRC32s do not add up to the file's (it changed meanwhile). Otherwise one put: a file of at
+//   most one part is read whole and sent with its Content-MD5 and its CRC32 as metadata
+//   (checksum.ts; no HEAD afterwards when the ETag is that MD5), a larger one (stores without
+//   multipart uploads) is streamed.
 // - downloadFile: large objects come down as parallel ranged GETs written at their offsets into a
 //   temp file beside the target, renamed into place once complete and verified; every GET is
 //   pinned to the ETag seen first (If-Match), so an object replaced midway is a ChangedError.
 // - Every step (part, range, put, get) is retried with exponential backoff and full jitter on
 //   throttling, 5xx, timeouts, connection resets and short/corrupt reads; then RetryLimitError.
 // - Size is always verified; on upload, MD5 too when the ETag is a plain or multipart S3 MD5; on a
-//   whole-object download, the CRC32 of Drover's metadata when the object has it, else the MD5
-//   when the ETag is a plain one.
+//   download, the CRC32 of Drover's metadata when the object has it (a download in ranges by
+//   worker threads: the ranges' CRC32s combined), else, for a whole object, the MD5 when the ETag
+//   is a plain one.
 // - The heavy lifting is off the main thread (worker-pool.ts): MD5s of parts and single-PUT bodies
 //   of 128 KiB or more are computed in worker threads; on a store that can GET into a file there
 //   (S3Store on its lean path), whole objects and ranges are downloaded by the workers, which hash
@@ -28,8 +31,8 @@ import {
   type CompletedPart, type ObjectInfo, type ObjectStore,
 } from './object-store.js';
 import { GET_TO_FILE, type WithGetToFile } from './file-get.js';
-import { CRC32_METADATA, hex8 } from './checksum.js';
-import { OFFLOAD_MIN, acquireBuffer, digestsOf, md5OfFile, releaseBuffer } from './worker-pool.js';
+import { CRC32_METADATA, crc32, crc32OfPieces, hex8 } from './checksum.js';
+import { OFFLOAD_MIN, acquireBuffer, digestOfFile, digestsOf, releaseBuffer, type RangeCrc32 } from './worker-pool.js';
 
 export const MiB = 1024 * 1024;
 
@@ -171,9 +174,15 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
     const mp = store.multipart;
     const count = Math.ceil(size / partSize);
     parts = count;
-    const uploadId = await withRetry(`create multipart upload ${bucket}/${key}`, () => mp.create(bucket, key, { contentType: opts.contentType }), opts.retry, opts.signal);
+    // The whole file's CRC32 goes up as metadata, so it must be known before the first part: a
+    // worker reads the file once for it (from the page cache). Before the upload completes, the
+    // parts' CRC32s must add up to it, or the file changed while it went up.
+    const fileCrc32 = crc32 ? await digestOfFile(localPath, 'crc32') : undefined;
+    const metadata = fileCrc32 === undefined ? undefined : { [CRC32_METADATA]: fileCrc32 };
+    const uploadId = await withRetry(`create multipart upload ${bucket}/${key}`, () => mp.create(bucket, key, { contentType: opts.contentType, metadata }), opts.retry, opts.signal);
     const done: CompletedPart[] = [];
     const digests: Buffer[] = new Array<Buffer>(count);
+    const pieces: { crc32: number; length: number }[] = new Array(count);
     const fh = await open(localPath, 'r');
     try {
       await runPool(count, concurrency, async (i) => {
@@ -183,8 +192,10 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
         let digest: Buffer;
         let partEtag: string;
         try {
-          digest = (await digestsOf(body)).md5;
+          const d = await digestsOf(body, fileCrc32 !== undefined);
+          digest = d.md5;
           digests[i] = digest;
+          if (d.crc32 !== undefined) pieces[i] = { crc32: d.crc32, length };
           partEtag = await withRetry(
             `upload part ${i + 1}/${count} of ${bucket}/${key}`,
             () => mp.uploadPart(bucket, key, uploadId, i + 1, body, digest.toString('base64')),
@@ -200,6 +211,12 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
         done.push({ partNumber: i + 1, etag: partEtag });
         report(length);
       });
+      if (fileCrc32 !== undefined) {
+        const sent = hex8(crc32OfPieces(pieces));
+        if (sent !== fileCrc32) {
+          throw new IntegrityError(`${localPath} changed while it was being uploaded (CRC32 ${fileCrc32} before, ${sent} of the parts sent): ${bucket}/${key} not completed`);
+        }
+      }
       const out = await withRetry(`complete multipart upload ${bucket}/${key}`, async () => {
         await opts.beforeCommit?.();
         return mp.complete(bucket, key, uploadId, done);
@@ -279,6 +296,16 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
   return { size, etag: stored, parts };
 }
 
+/**
+ * The CRC32 of an object's ranges, combined in order, and the object's own (its drover-crc32
+ * metadata, as every range's response carried it); undefined unless every range answered both.
+ */
+function rangesCrc32(ranges: readonly (RangeCrc32 | undefined)[], lengthOf: (i: number) => number): RangeCrc32 | undefined {
+  const object = ranges[0]?.object;
+  if (object === undefined || ranges.some((r) => r === undefined || r.object !== object)) return undefined;
+  return { bytes: crc32OfPieces(ranges.map((r, i) => ({ crc32: r!.bytes, length: lengthOf(i) }))), object };
+}
+
 /** A download gathers this many bytes of a response before writing them (one writev). */
 const WRITE_BATCH = MiB;
 
@@ -352,23 +379,40 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
       }
       // After a wrong checksum, the next tries check the MD5 of the ETag where there is one: the
       // server checked it on upload, while the metadata is only what the uploader wrote.
-      let crc32 = count === 1;
-      await runPool(count, concurrency, async (i) => {
+      let checkCrc32 = true;
+      const rangeCrcs = Array.from<RangeCrc32 | undefined>({ length: count });
+      const fetchAll = (): Promise<void> => runPool(count, concurrency, async (i) => {
         const r = rangeOf(i);
         await withRetry(what(r), async () => {
           const range = count === 1 ? undefined : { start: r.start, end: r.start + r.length - 1 };
           // A whole object is renamed into place by the thread that wrote it, once it checks out.
           try {
-            await getToFile(bucket, key, temp, {
-              length: r.length, range, ifMatch, md5: md5Etag, crc32, sync: count === 1 && durable, renameTo: count === 1 ? localPath : undefined,
+            const got = await getToFile(bucket, key, temp, {
+              length: r.length, range, ifMatch, md5: md5Etag, crc32: checkCrc32, sync: count === 1 && durable, renameTo: count === 1 ? localPath : undefined,
             });
+            rangeCrcs[i] = got.rangeCrc32;
           } catch (err) {
-            if (err instanceof IntegrityError && md5Etag !== undefined) crc32 = false;
+            if (err instanceof IntegrityError && md5Etag !== undefined) checkCrc32 = false;
             throw err;
           }
         }, opts.retry, opts.signal);
         report(r.length);
       });
+      if (count === 1) await fetchAll();
+      else {
+        // Each range is retried on its own; the CRC32 of them all (where the object carries one)
+        // can only be checked once they are all in, and a mismatch refetches them all, at most
+        // three times: it cannot say which range was wrong.
+        const attempts = Math.min(3, opts.retry?.attempts ?? 3);
+        await withRetry(`get ${bucket}/${key} in ${count} ranges`, async () => {
+          await fetchAll();
+          const whole = rangesCrc32(rangeCrcs, (i) => rangeOf(i).length);
+          if (whole !== undefined && whole.bytes !== whole.object) {
+            report(-size);
+            throw new IntegrityError(`${bucket}/${key}: CRC32 ${hex8(whole.bytes)} of the ${count} ranges received, the object's ${CRC32_METADATA} is ${hex8(whole.object)}`);
+          }
+        }, { ...opts.retry, attempts }, opts.signal);
+      }
       if (count > 1 && durable) {
         const fh = await open(temp, 'r+');
         try {
@@ -422,7 +466,7 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
           await flush();
           if (got !== length) throw new IntegrityError(`${bucket}/${key}: got ${got} of ${length} bytes at ${start}`);
           if (md5Etag !== undefined) {
-            const md5 = hash ? hash.digest('hex') : await md5OfFile(temp, { sync: durable });
+            const md5 = hash ? hash.digest('hex') : await digestOfFile(temp, 'md5', { sync: durable });
             if (md5 !== md5Etag) throw mismatch(md5);
             synced = hash === undefined;
           }

@@ -1,5 +1,6 @@
 // The transfer engine's worker threads (piscina; the tasks are in pool-worker.ts): MD5s (and
-// CRC32s) of upload bodies in shared memory, MD5s of files just written, and whole-object GETs streamed to a file.
+// CRC32s) of upload bodies in shared memory, MD5s or CRC32s of whole files, and GETs (whole
+// objects and ranges) streamed to a file.
 // Below OFFLOAD_MIN bytes a message round trip would cost more than the work, so small inputs are
 // hashed in place. The pool starts on first use, with as many threads as the machine has cores
 // (2 to 4; each runs several GETs at once); idle threads are unref'd, so they never keep a process
@@ -17,10 +18,10 @@ import { availableParallelism } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { crc32 } from './checksum.js';
-import type { Digests, GetResult, GetTask, PoolTask } from './pool-worker.js';
+import { crc32, hex8 } from './checksum.js';
+import type { Digests, FileDigest, GetResult, GetTask, PoolTask } from './pool-worker.js';
 
-export type { GetResult, GetTask, Verified } from './pool-worker.js';
+export type { GetResult, GetTask, RangeCrc32, Verified } from './pool-worker.js';
 
 type PoolResult = Digests | string | GetResult;
 
@@ -112,14 +113,23 @@ export async function digestsOf(data: Buffer, withCrc32 = false): Promise<{ md5:
 }
 
 /**
- * Hex MD5 of the whole file at `file`, read back by a worker (from the page cache) when there is
- * one. With `sync`, the file's data is also flushed to disk (fsync) before this resolves.
+ * The MD5 or CRC32 (hex) of the whole file at `file`, read back by a worker (from the page cache)
+ * when there is one. With `sync`, the file's data is also flushed to disk (fsync) before this
+ * resolves. CRC32 needs a Node with zlib.crc32 (checksum.ts).
  */
-export async function md5OfFile(file: string, opts: { sync?: boolean } = {}): Promise<string> {
+export async function digestOfFile(file: string, algorithm: FileDigest, opts: { sync?: boolean } = {}): Promise<string> {
   const p = getPool();
-  if (p) return (await p.run({ kind: 'md5-file', file, sync: opts.sync === true })) as string;
-  const hash = createHash('md5');
-  await pipeline(createReadStream(file), hash);
+  if (p) return (await p.run({ kind: 'file-digest', file, algorithm, sync: opts.sync === true })) as string;
+  let hex: string;
+  if (algorithm === 'md5') {
+    const hash = createHash('md5');
+    await pipeline(createReadStream(file), hash);
+    hex = hash.digest('hex');
+  } else {
+    let crc = 0;
+    for await (const chunk of createReadStream(file)) crc = crc32!(chunk as Buffer, crc);
+    hex = hex8(crc);
+  }
   if (opts.sync) {
     const fh = await open(file, 'r');
     try {
@@ -128,7 +138,7 @@ export async function md5OfFile(file: string, opts: { sync?: boolean } = {}): Pr
       await fh.close();
     }
   }
-  return hash.digest('hex');
+  return hex;
 }
 
 /** Runs a signed whole-object GET into a file in a worker thread (callers check hasWorkers first). */
