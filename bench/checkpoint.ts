@@ -1,4 +1,4 @@
-// Checkpointer benchmark: how much a CPU-bound app slows down while the SDK's Checkpointer saves
+// Checkpointer benchmark: how much a CPU-bound app slows down while the Checkpointer (@drover/checkpointer) saves
 // a big state file every second to a loopback S3-protocol server.
 //
 //   npm run bench:checkpoint -- [--runs 3] [--seconds 20] [--mib 100] [--interval-ms 1000]
@@ -32,8 +32,9 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { MiB, S3Store, type StoreSettings } from '@drover/storage';
-import { Checkpointer } from '@drover/sdk';
+import { Checkpointer } from '@drover/checkpointer';
 import { withBenchServer } from './lib/s3-server.js';
+import { badFlag, wholeFlag } from './lib/flags.js';
 
 const BUCKET = 'bench';
 const REGION = 'us-east-1';
@@ -97,19 +98,14 @@ async function main(): Promise<void> {
       '                                   [--variants thread,overlap,inline (thread,overlap)] [--server-nice N (19)] [--json FILE]');
     return;
   }
-  const positive = (name: string, v: string | undefined): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a whole number >= 1`);
-    return n;
-  };
   const opts = {
-    runs: positive('runs', flags.runs),
-    seconds: positive('seconds', flags.seconds),
-    bytes: positive('mib', flags.mib) * MiB,
-    intervalMs: positive('interval-ms', flags['interval-ms']),
+    runs: wholeFlag('runs', flags.runs),
+    seconds: wholeFlag('seconds', flags.seconds),
+    bytes: wholeFlag('mib', flags.mib) * MiB,
+    intervalMs: wholeFlag('interval-ms', flags['interval-ms']),
   };
   const modes = [...new Set(flags.variants.split(',').map((v) => v.trim()).filter(Boolean))] as Mode[];
-  if (modes.length === 0 || modes.some((m) => !VARIANTS.includes(m))) throw new Error(`--variants must be a comma-separated list of ${VARIANTS.join(', ')}`);
+  if (modes.length === 0 || modes.some((m) => !VARIANTS.includes(m))) badFlag(`--variants must be a comma-separated list of ${VARIANTS.join(', ')}`);
   const serverNice = Number(flags['server-nice']);
   if (!Number.isInteger(serverNice) || serverNice < 0 || serverNice > 19) throw new Error('--server-nice must be a whole number from 0 to 19');
 

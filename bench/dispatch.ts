@@ -19,7 +19,8 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { DroverClient, type Machine } from '@drover/sdk';
 import type { Job } from '@drover/protocol';
-import { freshDatabase, spawnServer, type ServerProcess, type StoreKind } from '../test/helpers/server.js';
+import { freshDatabase, spawnServer, type ServerProcess, type StoreKind } from '@drover/testing/server';
+import { wholeFlag } from './lib/flags.js';
 
 const TARGETS = { sqlite: { cyclesPerSecond: 1000 }, postgres: { cyclesPerSecond: 500 }, submitToClaimP50Ms: 50 };
 const BATCH = 1000;
@@ -42,15 +43,10 @@ if (flags.help) {
   );
   process.exit(0);
 }
-const positive = (name: string, v: string | undefined): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a whole number >= 1`);
-  return n;
-};
 const opts = {
-  jobs: positive('jobs', flags.jobs),
-  workers: positive('workers', flags.workers),
-  latencyJobs: positive('latency-jobs', flags['latency-jobs']),
+  jobs: wholeFlag('jobs', flags.jobs),
+  workers: wholeFlag('workers', flags.workers),
+  latencyJobs: wholeFlag('latency-jobs', flags['latency-jobs']),
   gapMs: Number(flags['gap-ms']),
   profile: flags.profile,
 };
@@ -189,10 +185,10 @@ async function throughput(client: DroverClient, server: ServerProcess, database:
 }
 
 /** Wait until the server reports `n` long-polls waiting (its Prometheus gauge). */
-async function waitForLongPolls(url: string, n: number): Promise<void> {
+async function waitForLongPolls(url: string, adminKey: string, n: number): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const text = await (await fetch(`${url}/metrics`)).text();
+    const text = await (await fetch(`${url}/metrics`, { headers: { 'x-kelpie-key': adminKey } })).text();
     const m = /^drover_longpoll_waiting\s+(\d+)/m.exec(text);
     if (m && Number(m[1]) >= n) return;
     if (Date.now() > deadline) throw new Error(`only ${m?.[1] ?? 0} of ${n} long-polls waiting after 20 s`);
@@ -250,7 +246,7 @@ async function submitToClaim(client: DroverClient, server: ServerProcess, group:
   };
 
   try {
-    await Promise.race([waitForLongPolls(server.url, opts.workers), failed]);
+    await Promise.race([waitForLongPolls(server.url, server.adminKey ?? '', opts.workers), failed]);
     for (let seq = 0; seq < opts.latencyJobs; seq++) {
       const key = String(seq);
       submittedAt.set(key, performance.now());

@@ -33,6 +33,7 @@ import {
   MiB, S3Store, downloadFile, downloadPrefix, uploadFile, uploadFolder,
   type FolderTransferOptions, type TransferOptions,
 } from '@drover/storage';
+import { wholeFlag } from './lib/flags.js';
 
 const BUCKET = 'bench';
 const REGION = 'us-east-1';
@@ -88,17 +89,12 @@ async function main(): Promise<void> {
     );
     return;
   }
-  const positive = (name: string, v: string | undefined): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a whole number >= 1`);
-    return n;
-  };
-  const optional = (name: string, v: string | undefined): number | undefined => (v === undefined ? undefined : positive(name, v));
+  const optional = (name: string, v: string | undefined): number | undefined => (v === undefined ? undefined : wholeFlag(name, v));
   const opts = {
-    runs: positive('runs', flags.runs),
-    bigBytes: positive('big-mib', flags['big-mib']) * MiB,
-    files: positive('files', flags.files),
-    fileBytes: positive('file-mib', flags['file-mib']) * MiB,
+    runs: wholeFlag('runs', flags.runs),
+    bigBytes: wholeFlag('big-mib', flags['big-mib']) * MiB,
+    files: wholeFlag('files', flags.files),
+    fileBytes: wholeFlag('file-mib', flags['file-mib']) * MiB,
     fileConcurrency: optional('file-concurrency', flags['file-concurrency']),
     partConcurrency: optional('part-concurrency', flags['part-concurrency']),
   };

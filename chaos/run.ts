@@ -28,8 +28,8 @@ import { DroverClient } from '@drover/sdk';
 import { S3Store, errorMessage } from '@drover/storage';
 import { expectedSum, inputKey, outputKey, seriesSumJob } from '@drover/example-series-sum';
 import { startS3ServerProcess } from '../bench/lib/s3-server.js';
-import { freePort, freshDatabase, spawnServer, type ServerProcess, type StoreKind } from '../test/helpers/server.js';
-import { spawnWorker, type TestWorker } from '../test/helpers/worker.js';
+import { freePort, freshDatabase, spawnServer, type ServerProcess, type StoreKind } from '@drover/testing/server';
+import { spawnWorker, type TestWorker } from '@drover/testing/worker';
 import {
   checkEvents, checkOutput, checkWrites, median, parseAppLine, redoBound, redoneWork,
   type AppLine, type Interruption, type JobRecord, type Outage, type Problem, type Redo, type Write,

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { REPO_ROOT, STORES } from '../helpers/server.js';
+import { REPO_ROOT, STORES } from '@drover/testing/server';
 
 const MINUTES = process.env.DROVER_CHAOS_MINUTES ?? '3';
 

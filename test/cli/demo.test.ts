@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
-import { DROVER_BIN } from '../helpers/server.js';
+import { DROVER_BIN } from '@drover/testing/server';
+import { startSqs } from '@drover/testing/sqs';
 
 const run = promisify(execFile);
 
@@ -30,6 +31,31 @@ describe('drover demo', () => {
     // The killed job finished on another machine: two machines in its row.
     assert.ok(rows.some((r) => /local-\d,local-\d/.test(r)), `a job resumed on a second machine:\n${stdout}`);
     assert.deepEqual(readdirSync(join(dir, 'demo', 'logs')).sort(), ['local-1.log', 'local-2.log', 'local-3.log', 'local-4.log']);
+  });
+
+  test("with --queue, the seeds' demo app 2: app-managed jobs through an SQS queue survive a kill -9, every sum exact", async () => {
+    const sqs = await startSqs();
+    try {
+      const q = await sqs.queue({ redrive: true });
+      const { stdout } = await run(
+        process.execPath,
+        [DROVER_BIN, 'demo', '--dir', join(dir, 'sqs'), '--jobs', '3', '--steps', '60', '--step', '0.05', '--mode', 'app', '--queue', q.url],
+        {
+          // Only the SQS server's address and keys: the demo's own storage is a local folder.
+          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', AWS_ENDPOINT_URL_SQS: sqs.s3.env.AWS_ENDPOINT_URL!, AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' },
+          timeout: 110_000,
+        },
+      );
+      assert.match(stdout, new RegExp(`jobs through SQS queue ${q.url}`));
+      assert.match(stdout, /kill -9 local-\d while it ran job \d at \d+%; started local-4 in its place/);
+      assert.match(stdout, /every sum is exact/);
+      const rows = stdout.split('\n').filter((l) => /^\d+\s+app\s+completed/.test(l));
+      assert.equal(rows.length, 3, stdout);
+      assert.ok(rows.some((r) => /local-\d,local-\d/.test(r)), `a job resumed on a second machine:\n${stdout}`);
+      assert.deepEqual(await sqs.counts(q.url), { available: 0, inFlight: 0 });
+    } finally {
+      await sqs.close();
+    }
   });
 
   test('a sum that is not exact makes it exit 1', async () => {

@@ -5,8 +5,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Job, JobDefinition } from '@drover/protocol';
-import { startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
-import { waitFor } from '../helpers/wait.js';
+import { startTestServer, type TestServer, type TestUser } from '@drover/testing/server';
+import { waitFor } from '@drover/testing/wait';
 import { drover, droverSpawn, ids, tmp } from './run.js';
 
 const machine = (group: string, id = 'm-1') => ({ machine_id: id, container_group_id: group });
@@ -234,10 +234,19 @@ describe('drover job commands (sqlite)', () => {
     assert.match(lines.find((l) => l.startsWith(b))!, new RegExp(`^${b}\\s+pending\\s+0\\s+0/4\\s+-\\s+-\\s+-$`));
     assert.equal(lines.at(-1), '2 jobs: 1 pending, 1 running');
 
+    // A running job that never beat says so; a finished one shows its end and its last progress, not a heartbeat age.
+    const other = await u.client.claimWork(machine('g-status', 'node-8'));
+    assert.equal(other?.id, b);
+    await u.client.completeJob(a, machine('g-status', 'node-7'), { fraction: 1, message: 'all done' });
+    const later = (await drover(['status', ...conn(u)], { cwd })).stdout.trimEnd().split('\n');
+    assert.match(later.find((l) => l.startsWith(a))!, new RegExp(`^${a}\\s+completed\\s+1\\s+0/4\\s+node-7\\s+completed \\d+s ago\\s+100% all done$`));
+    assert.match(later.find((l) => l.startsWith(b))!, new RegExp(`^${b}\\s+running\\s+1\\s+0/4\\s+node-8\\s+none yet\\s+-$`));
+    await u.client.cancelJob(b);
+
     const json = await drover(['status', b, '--json', ...conn(u)], { cwd });
     assert.equal(json.code, 0, json.stderr);
     const docs = JSON.parse(json.stdout) as Job[];
-    assert.deepEqual(docs.map((d) => [d.id, d.status]), [[b, 'pending']]);
+    assert.deepEqual(docs.map((d) => [d.id, d.status]), [[b, 'canceled']]);
 
     const missing = '00000000-0000-4000-8000-000000000000';
     const gone = await drover(['status', a, missing, ...conn(u)], { cwd });
@@ -447,12 +456,16 @@ describe('drover job commands (sqlite)', () => {
     const me = await server.client(token).me();
     assert.deepEqual([me.id, me.username, me.admin], [user.id, name, false]);
 
-    // human output with --token: the id and a working key
+    // human output with --token: the id, then a working key, alone on stdout (a script captures them); words on stderr
     const h = await drover(['users', 'create', `${name}-2`, '--token', ...admin]);
     assert.equal(h.code, 0, h.stderr);
-    const key = /^token (\S+)$/m.exec(h.stdout)?.[1];
-    const id = /^id\s+(\S+)$/m.exec(h.stdout)?.[1];
+    const [id, key, ...rest] = h.stdout.split('\n');
+    assert.deepEqual(rest, ['']);
+    assert.match(id!, /^[0-9a-f-]{36}$/);
     assert.equal((await server.client(key).me()).id, id);
+    assert.match(h.stderr, /created user cli-\d+-2: its id, then its API key/);
+    const plain = await drover(['users', 'create', `${name}-3`, ...admin]);
+    assert.match(plain.stdout, /^[0-9a-f-]{36}\n$/, 'without --token: the id alone');
 
     const dup = await drover(['users', 'create', name, ...admin]);
     assert.equal(dup.code, 1);

@@ -4,7 +4,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DROVER_BIN } from '../helpers/server.js';
+import { DROVER_BIN } from '@drover/testing/server';
 
 export interface CliResult {
   code: number;

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { DROVER_BIN } from '../helpers/server.js';
-import { keysOf, readAll, startBackend, type Backend } from '../storage/harness.js';
+import { DROVER_BIN } from '@drover/testing/server';
+import { keysOf, readAll, startBackend, type Backend } from '@drover/testing/storage';
 import { parseRemote } from '../../packages/cli/src/lib/remote-path.js';
 import { ProgressBar, renderProgress } from '../../packages/cli/src/lib/progress-bar.js';
 

@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JobEvent } from '@drover/protocol';
 import { accessKeyOf, isWrite } from '../../chaos/fault-proxy.js';
-import { REPO_ROOT, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
-import { waitFor } from '../helpers/wait.js';
-import { pidAlive, spawnWorker, type TestWorker } from '../helpers/worker.js';
-import { readAll, startBackend, type Backend } from '../storage/harness.js';
+import { REPO_ROOT, startTestServer, type TestServer, type TestUser } from '@drover/testing/server';
+import { waitFor } from '@drover/testing/wait';
+import { pidAlive, spawnWorker, type TestWorker } from '@drover/testing/worker';
+import { readAll, startBackend, type Backend } from '@drover/testing/storage';
 
 const COUNTER = join(REPO_ROOT, 'test/fixtures/counter-app.mjs');
 

@@ -5,13 +5,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { JobEvent } from '@drover/protocol';
-import { startRecordingImds } from '../helpers/imds.js';
-import { REPO_ROOT, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
-import { waitFor } from '../helpers/wait.js';
-import { pidAlive, spawnWorker, type TestWorker, type WorkerLogLine, type WorkerSpec } from '../helpers/worker.js';
-import { keysOf, readAll, startBackend, type Backend } from '../storage/harness.js';
+import { startRecordingImds } from '@drover/testing/imds';
+import { REPO_ROOT } from '@drover/testing/server';
+import { waitFor } from '@drover/testing/wait';
+import { pidAlive, type TestWorker, type WorkerLogLine } from '@drover/testing/worker';
+import { workerStack } from '@drover/testing/stack';
+import { keysOf, readAll } from '@drover/testing/storage';
 
 const COUNTER = join(REPO_ROOT, 'test/fixtures/counter-app.mjs');
 const REWRITE = join(REPO_ROOT, 'test/fixtures/rewrite-app.mjs');
@@ -44,59 +45,39 @@ function summary(events: JobEvent[]): string {
 }
 
 describe('worker failover (S3)', () => {
-  let server: TestServer;
-  let user: TestUser;
-  let s3: Backend;
-  const workers: TestWorker[] = [];
-
-  /** A worker process for this test run; every one is killed in after(). */
-  function worker(group: string, extra: Partial<WorkerSpec> = {}): TestWorker {
-    const w = spawnWorker({ url: server.url, key: user.token, group, storageEnv: s3.env, ...extra, env: { ...extra.env } });
-    workers.push(w);
-    return w;
-  }
+  const stack = workerStack();
+  const { worker } = stack;
 
   /** Waits for the job's status, showing every worker's last log lines if it does not come. */
   async function untilStatus(jobId: string, status: string, timeoutMs = 25_000): Promise<void> {
     try {
-      await waitFor(`job ${jobId} ${status}`, async () => (await user.client.getJob(jobId)).status === status, timeoutMs);
+      await waitFor(`job ${jobId} ${status}`, async () => (await stack.user.client.getJob(jobId)).status === status, timeoutMs);
     } catch (err) {
-      const job = await user.client.getJob(jobId);
-      const tails = workers.map((w) => `--- ${w.machineId}\n${w.logs.slice(-12).map((l) => JSON.stringify(l)).join('\n')}\n${w.stderr().slice(-1000)}`);
+      const job = await stack.user.client.getJob(jobId);
+      const tails = stack.workers.map((w) => `--- ${w.machineId}\n${w.logs.slice(-12).map((l) => JSON.stringify(l)).join('\n')}\n${w.stderr().slice(-1000)}`);
       throw new Error(`${(err as Error).message} (it is ${job.status})\n${tails.join('\n')}`);
     }
   }
 
   /** The ckpt-NNNNNN.json keys under a prefix, by step. */
   async function checkpoints(prefix: string): Promise<string[]> {
-    return (await keysOf(s3.store, s3.bucket, prefix)).filter((k) => stepOfKey(k) >= 0).sort();
+    return (await keysOf(stack.s3.store, stack.s3.bucket, prefix)).filter((k) => stepOfKey(k) >= 0).sort();
   }
 
   function counterJob(group: string, name: string, env: Record<string, string>) {
-    return user.client.createJob({
+    return stack.user.client.createJob({
       command: process.execPath,
       arguments: [COUNTER],
       environment: { CKPT_DIR: 'ck', OUT_DIR: 'out', ...env },
       container_group_id: group,
       heartbeat_interval: 1,
       sync: {
-        before: [{ bucket: s3.bucket, prefix: `${name}/ck/`, local_path: 'ck', direction: 'download' }],
-        during: [{ bucket: s3.bucket, prefix: `${name}/ck/`, local_path: 'ck', direction: 'upload', pattern: 'ckpt-*' }],
-        after: [{ bucket: s3.bucket, prefix: `${name}/out/`, local_path: 'out', direction: 'upload' }],
+        before: [{ bucket: stack.s3.bucket, prefix: `${name}/ck/`, local_path: 'ck', direction: 'download' }],
+        during: [{ bucket: stack.s3.bucket, prefix: `${name}/ck/`, local_path: 'ck', direction: 'upload', pattern: 'ckpt-*' }],
+        after: [{ bucket: stack.s3.bucket, prefix: `${name}/out/`, local_path: 'out', direction: 'upload' }],
       },
     });
   }
-
-  before(async () => {
-    server = await startTestServer('sqlite');
-    user = await server.user();
-    s3 = await startBackend('s3');
-  });
-  after(async () => {
-    await Promise.all(workers.map((w) => w.killNode()));
-    await s3.close();
-    await server.close();
-  });
 
   it('kill -9 mid-job: another worker claims it after the lease lapses and resumes from the last checkpoint', async () => {
     const group = 'g-kill';
@@ -114,10 +95,10 @@ describe('worker failover (S3)', () => {
     const resumed = startStep(b, job.id);
     assert.ok(resumed !== undefined, 'B ran the job');
     assert.ok(resumed >= lastAtKill && resumed > 0, `B resumed at step ${resumed}, last checkpoint at the kill ${lastAtKill}`);
-    const out = (await readAll(await s3.store.getStream(s3.bucket, 'kill/out/result.txt'))).toString();
+    const out = (await readAll(await stack.s3.store.getStream(stack.s3.bucket, 'kill/out/result.txt'))).toString();
     assert.equal(out, `done 25 steps, started at ${resumed}, input \n`);
 
-    const { events } = await user.client.jobEvents(job.id);
+    const { events } = await stack.user.client.jobEvents(job.id);
     const claims = events.filter((e) => e.type === 'claimed');
     assert.deepEqual(claims.map((e) => e.machine_id), [a.machineId, b.machineId], summary(events));
     assert.ok(events.some((e) => e.type === 'lease_expired' && e.machine_id === a.machineId), summary(events));
@@ -143,9 +124,9 @@ describe('worker failover (S3)', () => {
 
     await untilStatus(job.id, 'completed');
     assert.equal(startStep(b, job.id), savedStep, 'B resumed from the checkpoint saved on SIGTERM');
-    const out = (await readAll(await s3.store.getStream(s3.bucket, 'term/out/result.txt'))).toString();
+    const out = (await readAll(await stack.s3.store.getStream(stack.s3.bucket, 'term/out/result.txt'))).toString();
     assert.equal(out, `done 25 steps, started at ${savedStep}, input \n`);
-    const { events } = await user.client.jobEvents(job.id);
+    const { events } = await stack.user.client.jobEvents(job.id);
     assert.deepEqual(
       events.filter((e) => ['claimed', 'released', 'completed'].includes(e.type)).map((e) => `${e.type}:${e.machine_id}`),
       [`claimed:${a.machineId}`, `released:${a.machineId}`, `claimed:${b.machineId}`, `completed:${b.machineId}`],
@@ -163,12 +144,12 @@ describe('worker failover (S3)', () => {
     const pid = started.pid as number;
     await waitFor('a checkpoint of the long job', async () => (await checkpoints('cancel1/ck/')).length > 0, 15_000);
     assert.ok(pidAlive(pid), 'the job process runs');
-    await user.client.cancelJob(long.id);
+    await stack.user.client.cancelJob(long.id);
     await waitFor(`job process ${pid} gone`, () => !pidAlive(pid), 15_000);
     assert.ok(w.logs.some((l) => l.job === long.id && /^SIGINT at step/.test(l.msg)), 'the app got SIGINT');
     await untilStatus(next.id, 'completed');
-    assert.equal((await user.client.getJob(long.id)).status, 'canceled');
-    const { events } = await user.client.jobEvents(long.id);
+    assert.equal((await stack.user.client.getJob(long.id)).status, 'canceled');
+    const { events } = await stack.user.client.jobEvents(long.id);
     assert.deepEqual(events.map((e) => e.type), ['created', 'claimed', 'canceled'], summary(events));
     assert.ok(w.logs.some((l) => l.job === long.id && l.msg === 'job dropped'));
     assert.equal(w.proc.exitCode, null, 'the worker still runs');
@@ -176,7 +157,7 @@ describe('worker failover (S3)', () => {
 
   it('a job that exits 1 fails on three machines (one ban each) and ends failed', async () => {
     const group = 'g-fail';
-    const job = await user.client.createJob({
+    const job = await stack.user.client.createJob({
       command: process.execPath,
       arguments: [COUNTER],
       environment: { EXIT_CODE: '1' },
@@ -187,9 +168,9 @@ describe('worker failover (S3)', () => {
     });
     const ws = [worker(group), worker(group), worker(group)];
     await untilStatus(job.id, 'failed');
-    const done = await user.client.getJob(job.id);
+    const done = await stack.user.client.getJob(job.id);
     assert.equal(done.num_failures, 3);
-    const { events } = await user.client.jobEvents(job.id);
+    const { events } = await stack.user.client.jobEvents(job.id);
     const attempts = events.filter((e) => e.type === 'failed_attempt').map((e) => e.machine_id);
     assert.equal(attempts.length, 3, summary(events));
     assert.deepEqual(new Set(attempts), new Set(ws.map((w) => w.machineId)), summary(events));
@@ -204,7 +185,7 @@ describe('worker failover (S3)', () => {
     const imds = await startRecordingImds();
     try {
       const failing = (group: string) =>
-        user.client.createJob({ command: process.execPath, arguments: [COUNTER], environment: { EXIT_CODE: '1' }, container_group_id: group, heartbeat_interval: 1, sync: {} });
+        stack.user.client.createJob({ command: process.execPath, arguments: [COUNTER], environment: { EXIT_CODE: '1' }, container_group_id: group, heartbeat_interval: 1, sync: {} });
       const group = 'g-realloc';
       const jobs = [await failing(group), await failing(group)];
       const w = worker(group, { env: { MAX_JOB_FAILURES: '2', DROVER_IMDS_URL: imds.url } });
@@ -218,7 +199,7 @@ describe('worker failover (S3)', () => {
       const body = JSON.parse(call!.body) as { reason?: unknown };
       assert.deepEqual(Object.keys(body), ['reason']);
       assert.match(String(body.reason), /2 jobs failed.*MAX_JOB_FAILURES=2/);
-      for (const j of jobs) assert.equal((await user.client.getJob(j.id)).num_failures, 1);
+      for (const j of jobs) assert.equal((await stack.user.client.getJob(j.id)).num_failures, 1);
       // At once, not after the long-poll that was in flight when the second failure was reported.
       const decided = w.logs.find((l) => /jobs failed on this machine/.test(l.msg));
       assert.ok(decided, 'the worker logged why it reallocates');
@@ -234,7 +215,7 @@ describe('worker failover (S3)', () => {
       const local = worker(localGroup, { machineId: 'LOCAL', env: { MAX_JOB_FAILURES: '2', DROVER_IMDS_URL: imds.url } });
       const exit = await Promise.race([local.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 25_000).unref())]);
       assert.deepEqual(exit, { code: 1, signal: null }, `the LOCAL worker exits 1\n${local.logs.slice(-10).map((l) => JSON.stringify(l)).join('\n')}`);
-      for (const j of localJobs) assert.equal((await user.client.getJob(j.id)).num_failures, 1);
+      for (const j of localJobs) assert.equal((await stack.user.client.getJob(j.id)).num_failures, 1);
       assert.equal(imds.requests.filter((r) => r.path === '/v1/reallocate').length, 1, 'no IMDS call off SaladCloud');
       assert.ok(local.stderr().includes('not on SaladCloud') || local.logs.some((l) => String(l.msg).includes('not on SaladCloud')));
     } finally {
@@ -245,13 +226,13 @@ describe('worker failover (S3)', () => {
   it('a 50 MiB checkpoint rewritten while it uploads: the bucket ends with the last version', async () => {
     const group = 'g-rewrite';
     const mib = 50;
-    const job = await user.client.createJob({
+    const job = await stack.user.client.createJob({
       command: process.execPath,
       arguments: [REWRITE],
       environment: { BIG_DIR: 'rw', BIG_MIB: String(mib), VERSIONS: '3', EXIT_AFTER_MS: '300' },
       container_group_id: group,
       heartbeat_interval: 1,
-      sync: { during: [{ bucket: s3.bucket, prefix: 'rw/', local_path: 'rw', direction: 'upload' }] },
+      sync: { during: [{ bucket: stack.s3.bucket, prefix: 'rw/', local_path: 'rw', direction: 'upload' }] },
     });
     const w = worker(group, { env: { DROVER_PART_CONCURRENCY: '1' } });
     await untilStatus(job.id, 'completed', 40_000);
@@ -259,12 +240,12 @@ describe('worker failover (S3)', () => {
     assert.equal(rewrites.length, 2, rewrites.join('\n'));
     assert.ok(rewrites.some((m) => m.endsWith('(still uploading: yes)')), `a rewrite landed during an upload:\n${rewrites.join('\n')}`);
 
-    const got = await readAll(await s3.store.getStream(s3.bucket, 'rw/big.bin'));
+    const got = await readAll(await stack.s3.store.getStream(stack.s3.bucket, 'rw/big.bin'));
     assert.equal(got.length, mib * 1024 * 1024);
     assert.equal(got.subarray(0, 22).toString('latin1'), 'rewrite-app version 3\n');
     assert.equal(sha256(got), sha256(rewriteContent(3, mib)), 'the object is exactly version 3');
     const uploads = w.logs.filter((l) => l.job === job.id && l.msg === 'uploaded' && l.key === 'rw/big.bin').length;
-    const started = s3.requests.filter((r) => r.startsWith('POST /jobs/rw/big.bin?uploads')).length;
+    const started = stack.s3.requests.filter((r) => r.startsWith('POST /jobs/rw/big.bin?uploads')).length;
     assert.ok(uploads >= 2, `uploaded ${uploads} times`);
     assert.ok(started >= uploads, `${started} multipart uploads started`);
   });

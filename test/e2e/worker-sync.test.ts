@@ -13,10 +13,11 @@ import { after, before, describe, it } from 'node:test';
 import type { Job, JobDefinition } from '@drover/protocol';
 import { DroverClient } from '@drover/sdk';
 import { planSync } from '@drover/worker';
-import { DROVER_BIN, REPO_ROOT, freePort, freshDatabase, spawnServer, startTestServer, type ServerProcess, type TestServer, type TestUser } from '../helpers/server.js';
-import { spawnWorker, type TestWorker, type WorkerLogLine, type WorkerSpec } from '../helpers/worker.js';
-import { waitFor } from '../helpers/wait.js';
-import { keysOf, readAll, startBackend, type Backend } from '../storage/harness.js';
+import { DROVER_BIN, REPO_ROOT, freePort, freshDatabase, spawnServer, startTestServer, type ServerProcess, type TestServer, type TestUser } from '@drover/testing/server';
+import { SqliteStore } from '@drover/server';
+import { spawnWorker, type TestWorker, type WorkerLogLine, type WorkerSpec } from '@drover/testing/worker';
+import { waitFor } from '@drover/testing/wait';
+import { keysOf, readAll, startBackend, type Backend } from '@drover/testing/storage';
 
 const APP = join(REPO_ROOT, 'test/fixtures/counter-app.mjs');
 
@@ -246,16 +247,24 @@ describe('worker data sync end to end', () => {
     }
 
     const group = 'g-safety';
-    const w = worker(group, { dataRoot, env: { MAX_JOB_FAILURES: '100' } });
     const jobs: { path: string; job: Job }[] = [];
+    // A Drover coordinator refuses ".." at submission, but a Kelpie coordinator hands such jobs out:
+    // they go in with a stand-in path, which is then set to the real one in the store itself.
+    const STAND_IN = '__path_set_below__';
+    const db = (server.server.store as SqliteStore).db;
     for (const [i, p] of paths.entries()) {
-      const entry = { bucket: s3.bucket, prefix: 'evil/', local_path: p };
+      const entry = { bucket: s3.bucket, prefix: 'evil/', local_path: p.includes('..') ? STAND_IN : p };
       const sync = i % 2 === 0
         ? { before: [{ ...entry, direction: 'download' as const }] }
         : { during: [{ ...entry, direction: 'upload' as const }], after: [{ ...entry, direction: 'upload' as const }] };
       const job = await create({ ...script(`fs.writeFileSync(${JSON.stringify(join(parent, `ran-${i}`))}, 'ran');`), container_group_id: group, sync });
+      if (p.includes('..')) {
+        const { spec } = await db.selectFrom('jobs').select('spec').where('id', '=', job.id).executeTakeFirstOrThrow();
+        await db.updateTable('jobs').set({ spec: spec.replaceAll(JSON.stringify(STAND_IN), JSON.stringify(p)) }).where('id', '=', job.id).execute();
+      }
       jobs.push({ path: p, job });
     }
+    const w = worker(group, { dataRoot, env: { MAX_JOB_FAILURES: '100' } });
     for (const { path: p, job } of jobs) {
       await finalStatus(w, job.id, 'failed');
       const events = await user.client.jobEvents(job.id);
@@ -443,6 +452,27 @@ describe('worker data sync end to end', () => {
     assert.ok(claims.some((r) => !r.url.includes('wait=')), 'then claims without wait');
   });
 
+  it('a job handed back to the node still finishing it is not run twice: it waits for the attempt in flight, whose report ends the job', async () => {
+    // Its heartbeats and its report do not get through (a coordinator behind a failing proxy), so the
+    // lease lapses while the job's report waits to be sent, and the next claim hands the job back here.
+    let blocked = true;
+    const proxy = await startProxy(server.url, {
+      intercept: ({ method, url }) =>
+        blocked && method === 'POST' && /\/(heartbeat|completed)$/.test(url.pathname) ? { status: 503, body: { error: 'unavailable', message: 'try again' } } : undefined,
+    });
+    cleanups.push(() => proxy.close());
+    const group = 'g-reclaimed';
+    const job = await create({ ...script(`console.log('ran once');`), container_group_id: group, sync: {} });
+    const w = worker(group, {}, proxy.url);
+    await w.waitForLog('the same job claimed again', (l) => l.job === job.id && l.msg === 'claimed a job this node is still finishing: waiting for that attempt to end', 30_000);
+    blocked = false;
+    await finalStatus(w, job.id, 'completed');
+    assert.equal(jobLogs(w, job.id).filter((l) => l.msg === 'job process started').length, 1, `one process for the job\n${dump(w)}`);
+    const { events } = await user.client.jobEvents(job.id);
+    assert.deepEqual(events.map((e) => `${e.type}#${e.attempt}`), ['created#0', 'claimed#1', 'lease_expired#1', 'claimed#2', 'completed#2']);
+    await w.waitForLog('not run again', (l) => l.job === job.id && l.msg === 'the job ended with the attempt this node was finishing: not run again' && l.status === 'completed');
+  });
+
   it('reports a failure without its reason to a coordinator that refuses the field (Kelpie)', async () => {
     let refused = 0;
     const proxy = await startProxy(server.url, {
@@ -461,7 +491,8 @@ describe('worker data sync end to end', () => {
     const failed = events.filter((e) => e.type === 'failed_attempt');
     assert.equal(failed.length, 1);
     assert.equal(failed[0]!.reason, undefined);
-    assert.ok(jobLogs(w, job.id).some((l) => l.msg === 'job reported failed' && l.reason === 'the job process exited with code 4'), dump(w));
+    // The worker logs the report once the coordinator has answered it, so after the status changed.
+    await w.waitForLog('the report logged with its reason', (l) => l.job === job.id && l.msg === 'job reported failed' && l.reason === 'the job process exited with code 4');
   });
 
   it('paces its polls when the coordinator answers at once (a Kelpie that ignores wait)', async (t) => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import Database from 'better-sqlite3';
-import { STORES, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
+import { STORES, startTestServer, type TestServer, type TestUser } from '@drover/testing/server';
 
 interface Answer {
   status: number;
@@ -73,6 +73,10 @@ function protectedRoutes(jobId: string, userId: string): [string, string, unknow
     ['GET', '/users/me'],
     ['POST', '/users', { username: 'nobody' }],
     ['POST', `/users/${userId}/token`, {}],
+    ['GET', `/users/${userId}/tokens`],
+    ['DELETE', '/tokens/0123456789abcdef'],
+    ['DELETE', `/users/${userId}`],
+    ['GET', '/metrics'],
   ];
 }
 
@@ -281,10 +285,13 @@ for (const kind of STORES) {
       }
     });
 
-    test('/healthz, /metrics, /openapi.json and /docs need no key', async () => {
+    test('/healthz, /openapi.json and /docs need no key; /metrics (every user\'s counts) needs the admin key', async () => {
       const health = await call(srv, 'GET', '/healthz');
       assert.deepEqual(health, { status: 200, body: { status: 'ok', store: kind } });
-      const metrics = await call(srv, 'GET', '/metrics');
+      assert.equal((await call(srv, 'GET', '/metrics')).status, 401);
+      const alice = await srv.user();
+      assert.equal((await call(srv, 'GET', '/metrics', { key: alice.token })).status, 403);
+      const metrics = await call(srv, 'GET', '/metrics', { key: srv.adminKey });
       assert.equal(metrics.status, 200);
       assert.match(String(metrics.body), /drover_jobs/);
       const openapi = await call(srv, 'GET', '/openapi.json');

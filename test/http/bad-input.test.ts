@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { STORES, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
+import { STORES, startTestServer, type TestServer, type TestUser } from '@drover/testing/server';
 
 interface Answer {
   status: number;
@@ -114,6 +114,40 @@ for (const kind of STORES) {
       // DELETE ignores any JSON body, this one included
       const del = await send(srv, u.token, 'DELETE', `/jobs/${job.id}`, { raw: '{"":{"":"__proto__"}}' });
       assert.equal(del.status, 202, JSON.stringify(del.body));
+    });
+
+    test('a sync local_path with ".." segments is 400 naming the field; a name with dots in it is fine', async () => {
+      const entry = (local_path: string) => ({ bucket: 'b', prefix: 'p/', local_path, direction: 'upload' });
+      const job = (local_path: string) => ({ ...VALID, sync: { during: [entry(local_path)] } });
+      await rejectsAll([
+        ['POST', '/jobs', { json: job('ck/../../etc') }, 400, 'body/sync/during/0/local_path must not contain ".." segments'],
+        ['POST', '/jobs', { json: job('..') }, 400, 'body/sync/during/0/local_path must not contain ".." segments'],
+        ['POST', '/jobs', { json: job('a\\..\\b') }, 400, 'body/sync/during/0/local_path must not contain ".." segments'],
+        ['POST', '/jobs/batch', { json: [VALID, job('../up')] }, 400, 'body/1/sync/during/0/local_path must not contain ".." segments'],
+      ]);
+      for (const fine of ['a..b/ck', '..hidden', '/abs/in/root', './ck']) {
+        const a = await send(srv, u.token, 'POST', '/jobs', { json: job(fine) });
+        assert.equal(a.status, 202, `${fine}: ${JSON.stringify(a.body)}`);
+      }
+    });
+
+    test('a wrong method on a path that exists is 405 with Allow; an unknown path stays 404', async () => {
+      for (const [method, path, allow] of [['PUT', '/jobs', 'POST, GET, HEAD, DELETE'], ['POST', `/jobs/${UUID}`, 'GET, HEAD, DELETE'], ['GET', `/jobs/${UUID}/heartbeat`, 'POST'], ['DELETE', '/work', 'GET']] as const) {
+        const res = await fetch(`${srv.url}${path}`, { method, headers: { 'x-kelpie-key': u.token } });
+        const body = (await res.json()) as Record<string, unknown>;
+        assertRejected({ status: res.status, body }, 405, `${method} is not allowed on ${path}`, `${method} ${path}`);
+        assert.deepEqual(res.headers.get('allow')?.split(', ').sort(), allow.split(', ').sort(), `${method} ${path}`);
+      }
+      assertRejected(await send(srv, u.token, 'GET', '/nothing/here'), 404, 'no route GET /nothing/here', 'unknown path');
+    });
+
+    test('GET / leads a browser to the dashboard and links the API documentation', async () => {
+      const res = await fetch(`${srv.url}/`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /text\/html/);
+      const page = await res.text();
+      assert.match(page, /url=\/ui\//);
+      assert.match(page, /href="\/docs"/);
     });
 
     test('a field of the wrong type is 400 naming the field', async () => {
@@ -417,7 +451,7 @@ for (const kind of STORES) {
     test('a server started with bodyLimit 2048 refuses a 3 KB body with 413 and accepts a smaller one', async () => {
       const u = await srv.user();
       const big = await send(srv, u.token, 'POST', '/jobs', { json: { ...VALID, arguments: ['z'.repeat(3 * 1024)] } });
-      assertRejected(big, 413, /too large/i, '3 KB');
+      assertRejected(big, 413, /too large: the limit is 2048 bytes/i, '3 KB');
       const items = Array.from({ length: 70 }, () => VALID);
       assert.ok(JSON.stringify(items).length > 3 * 1000);
       const batch = await send(srv, u.token, 'POST', '/jobs/batch', { json: items });

@@ -2,7 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DroverClient, Job } from '@drover/sdk';
-import { STORES, startTestServer, type TestServer } from '../helpers/server.js';
+import { STORES, startTestServer, type TestServer } from '@drover/testing/server';
 
 const CLAIMERS = 50;
 const JOBS = 20;

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { Store } from '@drover/server';
 import { DroverApiError, type DroverClient, type Job } from '@drover/sdk';
-import { PG_ADMIN_URL } from '../helpers/pg.js';
-import { STORES, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
-import { waitFor, waitingLongPolls } from '../helpers/wait.js';
+import { PG_ADMIN_URL } from '@drover/testing/pg';
+import { STORES, startTestServer, type TestServer, type TestUser } from '@drover/testing/server';
+import { waitFor, waitingLongPolls } from '@drover/testing/wait';
 
 /** Far below any `wait` the tests use: a waiter answered sooner was woken, not timed out. */
 const WOKEN_WITHIN_MS = 10_000;
@@ -15,9 +15,9 @@ const LONG_WAIT_S = 20;
 
 /** Start a long-poll and resolve once the server holds it; the result says when it was answered. */
 async function parkWaiter(srv: TestServer, client: DroverClient, machine_id: string, container_group_id: string, wait: number) {
-  const before = await waitingLongPolls(srv.url);
+  const before = await waitingLongPolls(srv);
   const answer = client.claimWork({ machine_id, container_group_id }, wait).then((job) => ({ job, at: Date.now() }));
-  await waitFor('the long-poll to be parked', async () => (await waitingLongPolls(srv.url)) > before);
+  await waitFor('the long-poll to be parked', async () => (await waitingLongPolls(srv)) > before);
   return { answer };
 }
 

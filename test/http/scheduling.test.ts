@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { DroverApiError, type DroverClient, type Job, type JobDefinition, type Machine } from '@drover/sdk';
-import { STORES, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
+import { STORES, startTestServer, type TestServer, type TestUser } from '@drover/testing/server';
 
 /** Lease timeout = LEASE_FACTOR × heartbeat_interval: 30 s for ordinary jobs, 0.5 s for SHORT ones. */
 const LEASE_FACTOR = 0.5;

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { STORES, startTestServer, type TestServer } from '../helpers/server.js';
+import { STORES, startTestServer, type TestServer } from '@drover/testing/server';
 
 for (const kind of STORES) {
   describe(`smoke (${kind})`, () => {

@@ -6,7 +6,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { verifyWebhook } from '@drover/server';
 import { DroverApiError } from '@drover/sdk';
-import { STORES, freshDatabase, startTestServer, type TestServer, type TestUser } from '../helpers/server.js';
+import { STORES, freshDatabase, startTestServer, type TestServer, type TestUser } from '@drover/testing/server';
 
 const FAST = { pollMs: 50, baseDelayMs: 100 };
 

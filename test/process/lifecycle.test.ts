@@ -10,8 +10,8 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DroverClient, type Job } from '@drover/sdk';
-import { DROVER_BIN, STORES, freshDatabase, spawnServer, type ServerProcess } from '../helpers/server.js';
-import { waitFor, waitingLongPolls } from '../helpers/wait.js';
+import { DROVER_BIN, STORES, freshDatabase, spawnServer, type ServerProcess } from '@drover/testing/server';
+import { waitFor, waitingLongPolls } from '@drover/testing/wait';
 
 const ADMIN_KEY_RE = /drv_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/g;
 
@@ -133,7 +133,7 @@ describe('drover server: shutdown', () => {
         const longPoll = admin
           .request<Job[]>('GET', '/work', { query: { machine_id: 'm', container_group_id: 'g', wait: 30 }, extraTimeoutMs: 30_000 })
           .then((jobs) => ({ jobs, at: Date.now() }));
-        await waitFor('the long-poll to be parked', async () => (await waitingLongPolls(server!.url)) === 1);
+        await waitFor('the long-poll to be parked', async () => (await waitingLongPolls(server!)) === 1);
         const inFlight = await heldRequest(server.url, adminKey, '/jobs', { command: 'echo', container_group_id: 'g' });
 
         const exited = once(server.proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;

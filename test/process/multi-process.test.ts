@@ -4,8 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { DroverClient, type Job } from '@drover/sdk';
-import { freshDatabase, spawnServer, type ServerProcess } from '../helpers/server.js';
-import { waitFor, waitingLongPolls } from '../helpers/wait.js';
+import { freshDatabase, spawnServer, type ServerProcess } from '@drover/testing/server';
+import { waitFor, waitingLongPolls } from '@drover/testing/wait';
 
 describe('two coordinator processes on one PostgreSQL database', () => {
   const adminKey = `admin-${randomBytes(12).toString('hex')}`;
@@ -42,10 +42,10 @@ describe('two coordinator processes on one PostgreSQL database', () => {
   });
 
   test('a machine long-polling one coordinator is handed a job submitted through the other at once', async () => {
-    const parked = await waitingLongPolls(b.url);
+    const parked = await waitingLongPolls(b);
     const started = Date.now();
     const answer = viaB.claimWork({ machine_id: 'on-b', container_group_id: 'notify' }, 20).then((job) => ({ job, at: Date.now() }));
-    await waitFor('the long-poll to be parked on B', async () => (await waitingLongPolls(b.url)) > parked);
+    await waitFor('the long-poll to be parked on B', async () => (await waitingLongPolls(b)) > parked);
     const submitted = Date.now();
     const job = await viaA.createJob({ command: 'echo', container_group_id: 'notify' });
     const { job: got, at } = await answer;
@@ -59,9 +59,9 @@ describe('two coordinator processes on one PostgreSQL database', () => {
     const holder = { machine_id: 'holder-on-a', container_group_id: 'notify-release' };
     const job = await viaA.createJob({ command: 'echo', container_group_id: holder.container_group_id });
     assert.equal((await viaA.claimWork(holder))?.id, job.id);
-    const parked = await waitingLongPolls(b.url);
+    const parked = await waitingLongPolls(b);
     const answer = viaB.claimWork({ machine_id: 'on-b', container_group_id: holder.container_group_id }, 20).then((j) => ({ job: j, at: Date.now() }));
-    await waitFor('the long-poll to be parked on B', async () => (await waitingLongPolls(b.url)) > parked);
+    await waitFor('the long-poll to be parked on B', async () => (await waitingLongPolls(b)) > parked);
     const released = Date.now();
     await viaA.releaseJob(job.id, holder);
     const { job: got, at } = await answer;

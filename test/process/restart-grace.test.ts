@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DroverClient } from '@drover/sdk';
-import { STORES, freePort, freshDatabase, spawnServer } from '../helpers/server.js';
+import { STORES, freePort, freshDatabase, spawnServer } from '@drover/testing/server';
 
 
 for (const kind of STORES) {

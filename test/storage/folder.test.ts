@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { downloadPrefix, InvalidKeyError, keyFor, listLocalFiles, openStore, relativePathFor, S3Store, LocalStore, StoreSettingError, uploadFolder } from '@drover/storage';
-import { BACKENDS, keysOf, startBackend, type Backend } from './harness.js';
+import { BACKENDS, keysOf, readAll, startBackend, type Backend } from '@drover/testing/storage';
 
 describe('folder transfers: keys', () => {
   it('joins prefixes with exactly one slash', () => {
@@ -38,6 +39,34 @@ for (const kind of BACKENDS) {
       b = await startBackend(kind);
     });
     after(() => b.close());
+
+    it('gzip (compression: true): uploads under <key>.gz, downloads .gz objects gunzipped without the suffix', async () => {
+      const src = join(b.dir, 'gz-src');
+      await mkdir(join(src, 'sub'), { recursive: true });
+      await writeFile(join(src, 'a.json'), JSON.stringify({ a: 1 }));
+      await writeFile(join(src, 'sub/big.bin'), Buffer.alloc(200_000, 9));
+      const up = await uploadFolder(b.store, src, b.bucket, 'gz', { gzip: true });
+      assert.equal(up.files, 2);
+      assert.deepEqual(await keysOf(b.store, b.bucket, 'gz/'), ['gz/a.json.gz', 'gz/sub/big.bin.gz']);
+      const packed = await readAll(await b.store.getStream(b.bucket, 'gz/sub/big.bin.gz'));
+      assert.ok(packed.length < 2000, 'stored compressed');
+      assert.deepEqual(gunzipSync(packed), Buffer.alloc(200_000, 9));
+      await b.store.put(b.bucket, 'gz/plain.txt', Buffer.from('as is'));
+      const dest = join(b.dir, 'gz-dest');
+      const down = await downloadPrefix(b.store, b.bucket, 'gz/', dest, { gzip: true, filter: (rel) => !rel.endsWith('.bin') });
+      assert.equal(down.files, 2, 'the filter judges the name without .gz');
+      assert.deepEqual(await listLocalFiles(dest), ['a.json', 'plain.txt']);
+      assert.equal(await readFile(join(dest, 'a.json'), 'utf8'), '{"a":1}');
+      assert.equal(await readFile(join(dest, 'plain.txt'), 'utf8'), 'as is');
+    });
+
+    it('gzip: a .gz object that is not gzip fails its download and leaves no file behind', async () => {
+      await b.store.put(b.bucket, 'badgz/broken.txt.gz', Buffer.from('this is not gzip'));
+      await b.store.put(b.bucket, 'badgz/fine.txt.gz', gzipSync('fine'));
+      const dest = join(b.dir, 'badgz-dest');
+      await assert.rejects(downloadPrefix(b.store, b.bucket, 'badgz/', dest, { gzip: true, fileConcurrency: 1 }), /incorrect header check|gzip/i);
+      assert.deepEqual((await readdir(dest)).filter((n) => n.startsWith('broken') || n.includes('drover-dl')), [], 'no partial or temp file');
+    });
 
     it('uploads a tree under a prefix and downloads it back, byte for byte', async () => {
       const src = join(b.dir, 'src');

@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { IntegrityError, InvalidKeyError, LocalStore } from '@drover/storage';
-import { keysOf, readAll, startBackend, type Backend } from './harness.js';
+import { keysOf, readAll, startBackend, type Backend } from '@drover/testing/storage';
 
 /** A body that yields `good` bytes and then fails, like a source cut off midway. */
 function failingBody(good: number): Readable {

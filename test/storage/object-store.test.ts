@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidRangeError, NotFoundError } from '@drover/storage';
-import { BACKENDS, keysOf, readAll, startBackend, type Backend } from './harness.js';
+import { BACKENDS, keysOf, readAll, startBackend, type Backend } from '@drover/testing/storage';
 
 for (const kind of BACKENDS) {
   describe(`object store (${kind})`, () => {

@@ -15,7 +15,7 @@ import {
   ChangedError, IntegrityError, InvalidRangeError, MiB, NotFoundError, RetryLimitError, S3Store,
   downloadFile, downloadListedObject, downloadPrefix, uploadFile, uploadFolder,
 } from '@drover/storage';
-import { ACCESS_KEY_ID, keysOf, readAll, startBackend, type Backend } from './harness.js';
+import { ACCESS_KEY_ID, keysOf, readAll, startBackend, type Backend } from '@drover/testing/storage';
 
 const FAST_RETRY = { attempts: 4, baseDelayMs: 1, maxDelayMs: 5 };
 

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   IntegrityError, MiB, RetryLimitError, downloadFile, downloadPrefix, uploadFile, uploadFolder, type ObjectStore,
 } from '@drover/storage';
-import { startBackend, type Backend } from './harness.js';
+import { startBackend, type Backend } from '@drover/testing/storage';
 
 const FAST_RETRY = { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 };
 

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ChangedError, MiB, RetryLimitError, downloadFile, uploadFile, type ObjectStore, type Progress } from '@drover/storage';
-import { BACKENDS, startBackend, type Backend } from './harness.js';
+import { BACKENDS, startBackend, type Backend } from '@drover/testing/storage';
 
 const FAST_RETRY = { attempts: 5, baseDelayMs: 5, maxDelayMs: 20 };
 

@@ -8,7 +8,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { IntegrityError, MiB, RetryLimitError, S3Store, downloadFile, uploadFile } from '@drover/storage';
-import { ACCESS_KEY_ID, startBackend, type Backend } from './harness.js';
+import { ACCESS_KEY_ID, startBackend, type Backend } from '@drover/testing/storage';
 
 const FAST_RETRY = { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 };
 const SIZES = [300 * 1024, 3 * MiB + 7, 12 * MiB + 5];

@@ -1,34 +1,18 @@
 // The store contract, on both stores: every scheduling rule of the design, driven through the
 // Store interface with explicit clocks (`now`), so lease expiry is tested without sleeping.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { openStore, type JobRow, type NewJob, type Outcome, type Store, type WorkSignal } from '@drover/server';
-import { STORES, freshDatabase } from '../helpers/server.js';
+import { type JobRow, type NewJob, type Outcome, type Store, type WorkSignal } from '@drover/server';
+import { STORES } from '@drover/testing/server';
+import { T0, storeForSuite, storeJob, storeUser } from '@drover/testing/store';
 
 /** Lease timeout = LEASE_FACTOR × heartbeat_interval. */
 const LEASE_FACTOR = 2;
 const INTERVAL = 30; // seconds, the default heartbeat_interval
 const LEASE_MS = LEASE_FACTOR * INTERVAL * 1000;
-const T0 = 1_700_000_000_000;
 
 type Definition = NewJob['definition'];
-
-function newJob(group: string, extra: Partial<Definition> = {}): NewJob {
-  return {
-    id: randomUUID(),
-    definition: {
-      command: 'python',
-      arguments: ['train.py'],
-      environment: {},
-      container_group_id: group,
-      max_failures: 3,
-      heartbeat_interval: INTERVAL,
-      compression: false,
-      ...extra,
-    },
-  };
-}
 
 function outcomeJob(outcome: Outcome): JobRow {
   assert.notEqual(outcome.kind, 'not_found', 'expected an outcome with a job');
@@ -47,41 +31,20 @@ async function waitFor<T>(what: string, probe: () => T | undefined, deadlineMs =
 
 for (const kind of STORES) {
   describe(`store contract (${kind})`, () => {
-    let store: Store;
-    let cleanup: () => Promise<void>;
-    let userN = 0;
-
-    before(async () => {
-      const db = await freshDatabase(kind);
-      cleanup = db.cleanup;
-      store = openStore(db.database, LEASE_FACTOR);
-      await store.migrate();
-    });
-    after(async () => {
-      await store?.close();
-      await cleanup?.();
-    });
+    const store = storeForSuite(kind, LEASE_FACTOR);
 
     /** A user of its own and a group name of its own, so tests never see each other's jobs. */
     async function fixture() {
-      const userId = randomUUID();
-      await store.createUser({
-        id: userId,
-        username: `contract-${++userN}-${userId.slice(0, 8)}`,
-        created: T0,
-        admin: 0,
-        webhook_secret: 'secret',
-      });
-      const group = `g-${userId.slice(0, 8)}`;
+      const { userId, group } = await storeUser(store(), 'contract');
       const create = async (n = 1, now = T0, extra: Partial<Definition> = {}) =>
-        store.createJobs(userId, Array.from({ length: n }, () => newJob(group, extra)), now);
+        store().createJobs(userId, Array.from({ length: n }, () => storeJob(group, extra)), now);
       const one = async (now = T0, extra: Partial<Definition> = {}) => (await create(1, now, extra))[0]!;
       const claim = (machineId: string, now: number, groupId = group) =>
-        store.claimJob({ userId, machineId, groupId, now });
+        store().claimJob({ userId, machineId, groupId, now });
       const ref = (jobId: string, machineId: string, now: number) => ({ userId, jobId, machineId, now });
-      const get = async (jobId: string) => (await store.getJob(userId, jobId))!;
+      const get = async (jobId: string) => (await store().getJob(userId, jobId))!;
       const events = async (jobId: string) =>
-        ((await store.listEvents(userId, jobId)) ?? []).map((e) => [e.type, e.machine_id, e.attempt] as const);
+        ((await store().listEvents(userId, jobId)) ?? []).map((e) => [e.type, e.machine_id, e.attempt] as const);
       return { userId, group, create, one, claim, ref, get, events };
     }
 
@@ -89,10 +52,10 @@ for (const kind of STORES) {
       // SQLite commits concurrent transitions together: a failing one must not take the others down.
       const f = await fixture();
       const taken = await f.one();
-      const clash: NewJob = { ...newJob(f.group), id: taken.id }; // the same id again: refused
+      const clash: NewJob = { ...storeJob(f.group), id: taken.id }; // the same id again: refused
       const [first, duplicate, second, claim] = await Promise.allSettled([
         f.create(2),
-        store.createJobs(f.userId, [clash], T0),
+        store().createJobs(f.userId, [clash], T0),
         f.create(3),
         f.claim('m1', T0 + 1),
       ]);
@@ -100,7 +63,7 @@ for (const kind of STORES) {
       assert.equal(duplicate.status, 'rejected');
       assert.equal(second.status, 'fulfilled');
       assert.equal(claim.status, 'fulfilled');
-      const all = await store.listJobs({ userId: f.userId, limit: 100, offset: 0, asc: true });
+      const all = await store().listJobs({ userId: f.userId, limit: 100, offset: 0, asc: true });
       assert.equal(all.length, 6, 'the first job, then 2 + 3 more; not the duplicate');
       assert.equal(all.filter((j) => j.status === 'running').length, 1);
     });
@@ -109,7 +72,7 @@ for (const kind of STORES) {
       const a = await fixture();
       const b = await fixture();
       const job = await a.one();
-      assert.equal(await store.claimJob({ userId: b.userId, machineId: 'm1', groupId: a.group, now: T0 + 1 }), undefined);
+      assert.equal(await store().claimJob({ userId: b.userId, machineId: 'm1', groupId: a.group, now: T0 + 1 }), undefined);
       assert.equal(await a.claim('m1', T0 + 1, `${a.group}-other`), undefined);
       assert.equal((await a.get(job.id)).status, 'pending');
       assert.equal((await a.claim('m1', T0 + 1))?.id, job.id);
@@ -128,7 +91,7 @@ for (const kind of STORES) {
       assert.equal(first.attempt, 1);
       assert.deepEqual(await f.get(job.id), first);
 
-      assert.equal((await store.releaseJob(f.ref(job.id, 'm1', T0 + 200))).kind, 'applied');
+      assert.equal((await store().releaseJob(f.ref(job.id, 'm1', T0 + 200))).kind, 'applied');
       const second = (await f.claim('m2', T0 + 300))!;
       assert.equal(second.status, 'running');
       assert.equal(second.machine_id, 'm2');
@@ -145,7 +108,7 @@ for (const kind of STORES) {
       assert.equal((await f.claim('m1', T0 + 2000))?.id, lapsed.id);
       assert.equal((await f.claim('m2', T0 + 2000))?.id, released.id);
       const [old1, old2] = await f.create(2, T0);
-      assert.equal((await store.releaseJob(f.ref(released.id, 'm2', T0 + 3000))).kind, 'applied');
+      assert.equal((await store().releaseJob(f.ref(released.id, 'm2', T0 + 3000))).kind, 'applied');
 
       const later = T0 + 2000 + LEASE_MS + 1; // m1's lease has lapsed
       assert.equal((await f.claim('m3', later))?.id, lapsed.id, 'the oldest orphan first');
@@ -205,7 +168,7 @@ for (const kind of STORES) {
       // m1 was not banned: a lapse is no failure of the machine.
       await f.claim('m3', T0 + 2 * LEASE_MS + 2);
       assert.equal((await f.get(job.id)).machine_id, 'm3');
-      await store.releaseJob(f.ref(job.id, 'm3', T0 + 2 * LEASE_MS + 3));
+      await store().releaseJob(f.ref(job.id, 'm3', T0 + 2 * LEASE_MS + 3));
       assert.equal((await f.claim('m1', T0 + 2 * LEASE_MS + 4))?.id, job.id);
     });
 
@@ -220,18 +183,18 @@ for (const kind of STORES) {
         assert.equal((await f.claim('m2', t))?.id, job.id);
         assert.equal((await f.get(job.id)).status, 'running');
         // release → re-claim by m3
-        await store.releaseJob(f.ref(job.id, 'm2', ++t));
+        await store().releaseJob(f.ref(job.id, 'm2', ++t));
         assert.equal((await f.get(job.id)).status, 'running');
         assert.equal((await f.claim('m3', ++t))?.id, job.id);
         // failure (1 of 2) → re-claim by m4
-        await store.failJob(f.ref(job.id, 'm3', ++t));
+        await store().failJob(f.ref(job.id, 'm3', ++t));
         assert.equal((await f.get(job.id)).status, 'running');
         assert.equal((await f.claim('m4', ++t))?.id, job.id);
         assert.equal((await f.get(job.id)).status, 'running');
 
-        if (job === toComplete) await store.completeJob(f.ref(job.id, 'm4', ++t));
-        else if (job === toFail) await store.failJob(f.ref(job.id, 'm4', ++t));
-        else await store.cancelJob(f.userId, job.id, ++t);
+        if (job === toComplete) await store().completeJob(f.ref(job.id, 'm4', ++t));
+        else if (job === toFail) await store().failJob(f.ref(job.id, 'm4', ++t));
+        else await store().cancelJob(f.userId, job.id, ++t);
       }
       assert.equal((await f.get(toComplete!.id)).status, 'completed');
       assert.equal((await f.get(toFail!.id)).status, 'failed');
@@ -243,7 +206,7 @@ for (const kind of STORES) {
       const f = await fixture();
       const job = await f.one();
       await f.claim('m1', T0);
-      const hb = await store.heartbeat(f.ref(job.id, 'm1', T0 + 50_000));
+      const hb = await store().heartbeat(f.ref(job.id, 'm1', T0 + 50_000));
       assert.equal(hb.kind, 'applied');
       assert.equal(outcomeJob(hb).heartbeat, T0 + 50_000);
       assert.equal(outcomeJob(hb).num_heartbeats, 1);
@@ -257,32 +220,32 @@ for (const kind of STORES) {
       const f = await fixture();
       const job = await f.one();
       await f.claim('m1', T0);
-      const stranger = await store.heartbeat(f.ref(job.id, 'm9', T0 + 10));
+      const stranger = await store().heartbeat(f.ref(job.id, 'm9', T0 + 10));
       assert.equal(stranger.kind, 'not_holder');
       assert.equal(outcomeJob(stranger).machine_id, 'm1');
       assert.equal(outcomeJob(stranger).num_heartbeats, 0, "a stranger's heartbeat counts nothing");
       // The stranger did not renew m1's lease.
       await f.claim('m2', T0 + LEASE_MS + 1);
-      const old = await store.heartbeat(f.ref(job.id, 'm1', T0 + LEASE_MS + 2));
+      const old = await store().heartbeat(f.ref(job.id, 'm1', T0 + LEASE_MS + 2));
       assert.equal(old.kind, 'not_holder');
       assert.equal(outcomeJob(old).machine_id, 'm2');
-      assert.equal((await store.heartbeat(f.ref(job.id, 'm2', T0 + LEASE_MS + 3))).kind, 'applied');
+      assert.equal((await store().heartbeat(f.ref(job.id, 'm2', T0 + LEASE_MS + 3))).kind, 'applied');
     });
 
     test('a heartbeat for a finished job answers its status', async () => {
       const f = await fixture();
       const [done, failed, canceled] = await f.create(3, T0, { max_failures: 1 });
       for (let i = 0; i < 3; i++) await f.claim('m1', T0 + 1);
-      await store.completeJob(f.ref(done!.id, 'm1', T0 + 2));
-      await store.failJob(f.ref(failed!.id, 'm1', T0 + 2));
-      await store.cancelJob(f.userId, canceled!.id, T0 + 2);
+      await store().completeJob(f.ref(done!.id, 'm1', T0 + 2));
+      await store().failJob(f.ref(failed!.id, 'm1', T0 + 2));
+      await store().cancelJob(f.userId, canceled!.id, T0 + 2);
       for (const [j, status] of [
         [done!, 'completed'],
         [failed!, 'failed'],
         [canceled!, 'canceled'],
       ] as const) {
         for (const machine of ['m1', 'm2']) {
-          const hb = await store.heartbeat(f.ref(j.id, machine, T0 + 3));
+          const hb = await store().heartbeat(f.ref(j.id, machine, T0 + 3));
           assert.equal(hb.kind, 'finished');
           assert.equal(outcomeJob(hb).status, status);
         }
@@ -294,21 +257,21 @@ for (const kind of STORES) {
       const b = await fixture();
       const job = await a.one();
       await a.claim('m1', T0);
-      assert.equal((await store.heartbeat(a.ref(randomUUID(), 'm1', T0 + 1))).kind, 'not_found');
-      assert.equal((await store.heartbeat(b.ref(job.id, 'm1', T0 + 1))).kind, 'not_found');
+      assert.equal((await store().heartbeat(a.ref(randomUUID(), 'm1', T0 + 1))).kind, 'not_found');
+      assert.equal((await store().heartbeat(b.ref(job.id, 'm1', T0 + 1))).kind, 'not_found');
     });
 
     test('progress sent in a heartbeat is returned on the job', async () => {
       const f = await fixture();
       const job = await f.one();
       await f.claim('m1', T0);
-      await store.heartbeat({ ...f.ref(job.id, 'm1', T0 + 1), progress: { fraction: 0.25, message: 'epoch 1' } });
+      await store().heartbeat({ ...f.ref(job.id, 'm1', T0 + 1), progress: { fraction: 0.25, message: 'epoch 1' } });
       assert.deepEqual(JSON.parse((await f.get(job.id)).progress!), { fraction: 0.25, message: 'epoch 1' });
       // A heartbeat without progress keeps the last one.
-      await store.heartbeat(f.ref(job.id, 'm1', T0 + 2));
+      await store().heartbeat(f.ref(job.id, 'm1', T0 + 2));
       assert.deepEqual(JSON.parse((await f.get(job.id)).progress!), { fraction: 0.25, message: 'epoch 1' });
       // A stranger's progress is ignored.
-      await store.heartbeat({ ...f.ref(job.id, 'm2', T0 + 3), progress: { fraction: 0.99 } });
+      await store().heartbeat({ ...f.ref(job.id, 'm2', T0 + 3), progress: { fraction: 0.99 } });
       assert.deepEqual(JSON.parse((await f.get(job.id)).progress!), { fraction: 0.25, message: 'epoch 1' });
     });
 
@@ -316,7 +279,7 @@ for (const kind of STORES) {
       const f = await fixture();
       const job = await f.one();
       await f.claim('m1', T0);
-      const out = await store.completeJob(f.ref(job.id, 'm1', T0 + 5));
+      const out = await store().completeJob(f.ref(job.id, 'm1', T0 + 5));
       assert.equal(out.kind, 'applied');
       const done = await f.get(job.id);
       assert.equal(done.status, 'completed');
@@ -325,26 +288,42 @@ for (const kind of STORES) {
       assert.equal(await f.claim('m2', T0 + 10 * LEASE_MS), undefined, 'a completed job is never handed out');
     });
 
+    test("a completion may carry the app's last progress; without one the last heartbeat's stays", async () => {
+      const f = await fixture();
+      const [a, b] = [await f.one(), await f.one()];
+      await f.claim('m1', T0);
+      await f.claim('m2', T0);
+      for (const [job, m] of [[a, 'm1'], [b, 'm2']] as const) await store().heartbeat({ ...f.ref(job.id, m, T0 + 1), progress: { fraction: 0.5 } });
+      const held = (await f.get(a.id)).machine_id === 'm1' ? [a, b] : [b, a];
+      await store().completeJob({ ...f.ref(held[0]!.id, 'm1', T0 + 5), progress: { fraction: 1, message: 'done' } });
+      await store().completeJob(f.ref(held[1]!.id, 'm2', T0 + 5));
+      assert.deepEqual(JSON.parse((await f.get(held[0]!.id)).progress!), { fraction: 1, message: 'done' });
+      assert.deepEqual(JSON.parse((await f.get(held[1]!.id)).progress!), { fraction: 0.5 });
+      // A stranger's completion (refused) leaves the progress alone too.
+      assert.equal((await store().completeJob({ ...f.ref(held[1]!.id, 'm9', T0 + 6), progress: { fraction: 0 } })).kind, 'finished');
+      assert.deepEqual(JSON.parse((await f.get(held[1]!.id)).progress!), { fraction: 0.5 });
+    });
+
     test('completed from a non-holder is refused and changes nothing', async () => {
       const f = await fixture();
       const job = await f.one();
       await f.claim('m1', T0);
       const before = await f.get(job.id);
-      const out = await store.completeJob(f.ref(job.id, 'm2', T0 + 5));
+      const out = await store().completeJob(f.ref(job.id, 'm2', T0 + 5));
       assert.equal(out.kind, 'not_holder');
       assert.deepEqual(await f.get(job.id), before);
       // Nor after the job was completed by its holder.
-      await store.completeJob(f.ref(job.id, 'm1', T0 + 6));
-      assert.equal((await store.completeJob(f.ref(job.id, 'm2', T0 + 7))).kind, 'finished');
-      assert.equal((await store.completeJob(f.ref(randomUUID(), 'm1', T0 + 7))).kind, 'not_found');
+      await store().completeJob(f.ref(job.id, 'm1', T0 + 6));
+      assert.equal((await store().completeJob(f.ref(job.id, 'm2', T0 + 7))).kind, 'finished');
+      assert.equal((await store().completeJob(f.ref(randomUUID(), 'm1', T0 + 7))).kind, 'not_found');
     });
 
     test('a repeated completed from the holder is harmless', async () => {
       const f = await fixture();
       const job = await f.one();
       await f.claim('m1', T0);
-      await store.completeJob(f.ref(job.id, 'm1', T0 + 5));
-      const again = await store.completeJob(f.ref(job.id, 'm1', T0 + 9));
+      await store().completeJob(f.ref(job.id, 'm1', T0 + 5));
+      const again = await store().completeJob(f.ref(job.id, 'm1', T0 + 9));
       assert.equal(again.kind, 'repeat');
       const done = await f.get(job.id);
       assert.equal(done.completed, T0 + 5);
@@ -355,7 +334,7 @@ for (const kind of STORES) {
       const f = await fixture();
       const job = await f.one();
       await f.claim('m1', T0);
-      const out = await store.failJob(f.ref(job.id, 'm1', T0 + 5));
+      const out = await store().failJob(f.ref(job.id, 'm1', T0 + 5));
       assert.equal(out.kind, 'applied');
       const after = await f.get(job.id);
       assert.equal(after.num_failures, 1);
@@ -378,12 +357,12 @@ for (const kind of STORES) {
       const f = await fixture();
       const job = await f.one(T0, { max_failures: 5 });
       await f.claim('m1', T0);
-      await store.failJob(f.ref(job.id, 'm1', T0 + 1));
+      await store().failJob(f.ref(job.id, 'm1', T0 + 1));
       assert.equal(await f.claim('m1', T0 + 2), undefined, 'not while it is orphaned');
       await f.claim('m2', T0 + 3);
       assert.equal(await f.claim('m1', T0 + 3 + LEASE_MS + 1), undefined, 'not after a lapse either');
       assert.equal((await f.claim('m3', T0 + 3 + LEASE_MS + 1))?.id, job.id);
-      await store.releaseJob(f.ref(job.id, 'm3', T0 + 3 + LEASE_MS + 2));
+      await store().releaseJob(f.ref(job.id, 'm3', T0 + 3 + LEASE_MS + 2));
       assert.equal(await f.claim('m1', T0 + 3 + LEASE_MS + 3), undefined, 'not after a release either');
       // The ban is per job: m1 still gets other work.
       const other = await f.one(T0 + 10);
@@ -394,9 +373,9 @@ for (const kind of STORES) {
       const f = await fixture();
       const job = await f.one(T0, { max_failures: 2 });
       await f.claim('m1', T0);
-      await store.failJob(f.ref(job.id, 'm1', T0 + 1));
+      await store().failJob(f.ref(job.id, 'm1', T0 + 1));
       await f.claim('m2', T0 + 2);
-      const out = await store.failJob(f.ref(job.id, 'm2', T0 + 3));
+      const out = await store().failJob(f.ref(job.id, 'm2', T0 + 3));
       assert.equal(out.kind, 'applied');
       const failed = await f.get(job.id);
       assert.equal(failed.status, 'failed');
@@ -413,29 +392,29 @@ for (const kind of STORES) {
       const f = await fixture();
       const job = await f.one(T0, { max_failures: 3 });
       await f.claim('m1', T0);
-      await store.failJob(f.ref(job.id, 'm1', T0 + 1));
-      assert.equal((await store.failJob(f.ref(job.id, 'm1', T0 + 2))).kind, 'repeat');
+      await store().failJob(f.ref(job.id, 'm1', T0 + 1));
+      assert.equal((await store().failJob(f.ref(job.id, 'm1', T0 + 2))).kind, 'repeat');
       assert.equal((await f.get(job.id)).num_failures, 1);
       // Still a repeat once another machine holds the job; the holder is untouched.
       await f.claim('m2', T0 + 3);
-      assert.equal((await store.failJob(f.ref(job.id, 'm1', T0 + 4))).kind, 'repeat');
+      assert.equal((await store().failJob(f.ref(job.id, 'm1', T0 + 4))).kind, 'repeat');
       const held = await f.get(job.id);
       assert.equal(held.num_failures, 1);
       assert.equal(held.machine_id, 'm2');
-      assert.equal((await store.heartbeat(f.ref(job.id, 'm2', T0 + 5))).kind, 'applied');
+      assert.equal((await store().heartbeat(f.ref(job.id, 'm2', T0 + 5))).kind, 'applied');
     });
 
     test('a repeated failed report for the failure that failed the job changes nothing', async () => {
       const f = await fixture();
       const job = await f.one(T0, { max_failures: 1 });
       await f.claim('m1', T0);
-      assert.equal((await store.failJob(f.ref(job.id, 'm1', T0 + 1))).kind, 'applied');
-      assert.equal((await store.failJob(f.ref(job.id, 'm1', T0 + 2))).kind, 'repeat');
+      assert.equal((await store().failJob(f.ref(job.id, 'm1', T0 + 1))).kind, 'applied');
+      assert.equal((await store().failJob(f.ref(job.id, 'm1', T0 + 2))).kind, 'repeat');
       const failed = await f.get(job.id);
       assert.equal(failed.num_failures, 1);
       assert.equal(failed.failed, T0 + 1);
       // A machine that never held it is no repeat.
-      assert.equal((await store.failJob(f.ref(job.id, 'm2', T0 + 3))).kind, 'finished');
+      assert.equal((await store().failJob(f.ref(job.id, 'm2', T0 + 3))).kind, 'finished');
     });
 
     test('a failed report from a non-holder is refused and changes nothing', async () => {
@@ -443,10 +422,10 @@ for (const kind of STORES) {
       const job = await f.one();
       await f.claim('m1', T0);
       const before = await f.get(job.id);
-      assert.equal((await store.failJob(f.ref(job.id, 'm2', T0 + 1))).kind, 'not_holder');
+      assert.equal((await store().failJob(f.ref(job.id, 'm2', T0 + 1))).kind, 'not_holder');
       assert.deepEqual(await f.get(job.id), before);
       // m2 was not banned by its refused report.
-      await store.releaseJob(f.ref(job.id, 'm1', T0 + 2));
+      await store().releaseJob(f.ref(job.id, 'm1', T0 + 2));
       assert.equal((await f.claim('m2', T0 + 3))?.id, job.id);
     });
 
@@ -454,14 +433,14 @@ for (const kind of STORES) {
       const f = await fixture();
       const job = await f.one();
       await f.claim('m1', T0);
-      const out = await store.releaseJob(f.ref(job.id, 'm1', T0 + 5));
+      const out = await store().releaseJob(f.ref(job.id, 'm1', T0 + 5));
       assert.equal(out.kind, 'applied');
       const released = await f.get(job.id);
       assert.equal(released.status, 'running');
       assert.equal(released.machine_id, null);
       assert.equal(released.num_failures, 0);
-      assert.equal((await store.heartbeat(f.ref(job.id, 'm1', T0 + 6))).kind, 'not_holder');
-      assert.equal((await store.completeJob(f.ref(job.id, 'm1', T0 + 6))).kind, 'not_holder');
+      assert.equal((await store().heartbeat(f.ref(job.id, 'm1', T0 + 6))).kind, 'not_holder');
+      assert.equal((await store().completeJob(f.ref(job.id, 'm1', T0 + 6))).kind, 'not_holder');
       const next = (await f.claim('m2', T0 + 6))!;
       assert.equal(next.id, job.id);
       assert.equal(next.num_failures, 0);
@@ -472,7 +451,7 @@ for (const kind of STORES) {
         ['claimed', 'm2', 2],
       ]);
       // Not a ban: the releasing machine may take it back later.
-      await store.releaseJob(f.ref(job.id, 'm2', T0 + 7));
+      await store().releaseJob(f.ref(job.id, 'm2', T0 + 7));
       assert.equal((await f.claim('m1', T0 + 8))?.id, job.id);
     });
 
@@ -481,19 +460,19 @@ for (const kind of STORES) {
       const job = await f.one();
       await f.claim('m1', T0);
       const before = await f.get(job.id);
-      assert.equal((await store.releaseJob(f.ref(job.id, 'm2', T0 + 1))).kind, 'not_holder');
+      assert.equal((await store().releaseJob(f.ref(job.id, 'm2', T0 + 1))).kind, 'not_holder');
       assert.deepEqual(await f.get(job.id), before);
       // Once released, a repeat by the releasing machine is harmless, but nobody else held it.
-      await store.releaseJob(f.ref(job.id, 'm1', T0 + 2));
-      assert.equal((await store.releaseJob(f.ref(job.id, 'm1', T0 + 3))).kind, 'repeat');
-      assert.equal((await store.releaseJob(f.ref(job.id, 'm2', T0 + 3))).kind, 'not_holder');
+      await store().releaseJob(f.ref(job.id, 'm1', T0 + 2));
+      assert.equal((await store().releaseJob(f.ref(job.id, 'm1', T0 + 3))).kind, 'repeat');
+      assert.equal((await store().releaseJob(f.ref(job.id, 'm2', T0 + 3))).kind, 'not_holder');
       // Nor does a machine that failed it back hold it.
       await f.claim('m3', T0 + 4);
-      await store.failJob(f.ref(job.id, 'm3', T0 + 5));
-      assert.equal((await store.releaseJob(f.ref(job.id, 'm3', T0 + 6))).kind, 'not_holder');
+      await store().failJob(f.ref(job.id, 'm3', T0 + 5));
+      assert.equal((await store().releaseJob(f.ref(job.id, 'm3', T0 + 6))).kind, 'not_holder');
       // Once re-claimed, the old releaser's repeat is refused too.
       await f.claim('m4', T0 + 7);
-      assert.equal((await store.releaseJob(f.ref(job.id, 'm1', T0 + 8))).kind, 'not_holder');
+      assert.equal((await store().releaseJob(f.ref(job.id, 'm1', T0 + 8))).kind, 'not_holder');
       const held = await f.get(job.id);
       assert.equal(held.machine_id, 'm4');
       assert.equal(held.num_failures, 1);
@@ -505,15 +484,15 @@ for (const kind of STORES) {
       const [pending, running] = await f.create(2);
       await f.claim('m1', T0 + 1);
       for (const j of [pending!, running!]) {
-        const out = await store.cancelJob(f.userId, j.id, T0 + 2);
+        const out = await store().cancelJob(f.userId, j.id, T0 + 2);
         assert.equal(out.kind, 'applied');
         assert.equal(outcomeJob(out).status, 'canceled');
         assert.equal(outcomeJob(out).canceled, T0 + 2);
       }
       assert.equal(await f.claim('m2', T0 + 10 * LEASE_MS), undefined);
-      assert.equal((await store.completeJob(f.ref(running!.id, 'm1', T0 + 3))).kind, 'finished');
-      assert.equal((await store.failJob(f.ref(running!.id, 'm1', T0 + 3))).kind, 'finished');
-      assert.equal((await store.releaseJob(f.ref(running!.id, 'm1', T0 + 3))).kind, 'finished');
+      assert.equal((await store().completeJob(f.ref(running!.id, 'm1', T0 + 3))).kind, 'finished');
+      assert.equal((await store().failJob(f.ref(running!.id, 'm1', T0 + 3))).kind, 'finished');
+      assert.equal((await store().releaseJob(f.ref(running!.id, 'm1', T0 + 3))).kind, 'finished');
       for (const j of [pending!, running!]) {
         const row = await f.get(j.id);
         assert.equal(row.status, 'canceled');
@@ -526,8 +505,8 @@ for (const kind of STORES) {
       const f = await fixture();
       const job = await f.one();
       await f.claim('m1', T0);
-      await store.cancelJob(f.userId, job.id, T0 + 1);
-      const hb = await store.heartbeat(f.ref(job.id, 'm1', T0 + 2));
+      await store().cancelJob(f.userId, job.id, T0 + 1);
+      const hb = await store().heartbeat(f.ref(job.id, 'm1', T0 + 2));
       assert.equal(hb.kind, 'finished');
       assert.equal(outcomeJob(hb).status, 'canceled');
     });
@@ -536,16 +515,16 @@ for (const kind of STORES) {
       const f = await fixture();
       const [done, job] = await f.create(2);
       await f.claim('m1', T0 + 1);
-      await store.completeJob(f.ref(done!.id, 'm1', T0 + 2));
-      const refused = await store.cancelJob(f.userId, done!.id, T0 + 3);
+      await store().completeJob(f.ref(done!.id, 'm1', T0 + 2));
+      const refused = await store().cancelJob(f.userId, done!.id, T0 + 3);
       assert.equal(refused.kind, 'finished');
       assert.equal((await f.get(done!.id)).status, 'completed');
       assert.equal((await f.get(done!.id)).canceled, null);
 
-      assert.equal((await store.cancelJob(f.userId, job!.id, T0 + 3)).kind, 'applied');
-      assert.equal((await store.cancelJob(f.userId, job!.id, T0 + 4)).kind, 'repeat');
+      assert.equal((await store().cancelJob(f.userId, job!.id, T0 + 3)).kind, 'applied');
+      assert.equal((await store().cancelJob(f.userId, job!.id, T0 + 4)).kind, 'repeat');
       assert.equal((await f.get(job!.id)).canceled, T0 + 3);
-      assert.equal((await store.cancelJob(f.userId, randomUUID(), T0 + 4)).kind, 'not_found');
+      assert.equal((await store().cancelJob(f.userId, randomUUID(), T0 + 4)).kind, 'not_found');
     });
 
     test("purge deletes the group's pending jobs, cancels its running ones, and leaves other groups and users alone", async () => {
@@ -554,32 +533,32 @@ for (const kind of STORES) {
       const [running, pending1, pending2] = await f.create(3);
       const done = await f.one(T0 - 10);
       await f.claim('m1', T0 - 5); // takes `done`
-      await store.completeJob(f.ref(done.id, 'm1', T0 - 4));
+      await store().completeJob(f.ref(done.id, 'm1', T0 - 4));
       await f.claim('m1', T0 + 1); // takes `running`
-      const otherGroup = (await store.createJobs(f.userId, [newJob(`${f.group}-b`)], T0))[0]!;
+      const otherGroup = (await store().createJobs(f.userId, [storeJob(`${f.group}-b`)], T0))[0]!;
       // Another user with the same group name.
-      const otherUser = (await store.createJobs(other.userId, [newJob(f.group)], T0))[0]!;
+      const otherUser = (await store().createJobs(other.userId, [storeJob(f.group)], T0))[0]!;
 
-      assert.equal(await store.purgeGroup(f.userId, f.group, T0 + 2), 3);
+      assert.equal(await store().purgeGroup(f.userId, f.group, T0 + 2), 3);
       assert.equal((await f.get(running!.id)).status, 'canceled');
-      assert.equal(await store.getJob(f.userId, pending1!.id), undefined);
-      assert.equal(await store.getJob(f.userId, pending2!.id), undefined);
+      assert.equal(await store().getJob(f.userId, pending1!.id), undefined);
+      assert.equal(await store().getJob(f.userId, pending2!.id), undefined);
       assert.equal((await f.get(done.id)).status, 'completed');
       assert.equal((await f.get(otherGroup.id)).status, 'pending');
-      assert.equal((await store.getJob(other.userId, otherUser.id))?.status, 'pending');
-      assert.equal((await store.heartbeat(f.ref(running!.id, 'm1', T0 + 3))).kind, 'finished');
-      assert.equal(await store.purgeGroup(f.userId, f.group, T0 + 4), 0);
+      assert.equal((await store().getJob(other.userId, otherUser.id))?.status, 'pending');
+      assert.equal((await store().heartbeat(f.ref(running!.id, 'm1', T0 + 3))).kind, 'finished');
+      assert.equal(await store().purgeGroup(f.userId, f.group, T0 + 4), 0);
     });
 
     test('listJobs filters by status and container group, pages, and orders by created', async () => {
       const f = await fixture();
       const a = await f.create(5, T0); // batch: same created, kept in batch order
       const later = await f.one(T0 + 100);
-      const elsewhere = (await store.createJobs(f.userId, [newJob(`${f.group}-b`)], T0 + 200))[0]!;
+      const elsewhere = (await store().createJobs(f.userId, [storeJob(`${f.group}-b`)], T0 + 200))[0]!;
       await f.claim('m1', T0 + 300); // a[0] running
       const ids = (rows: JobRow[]) => rows.map((r) => r.id);
       const list = (extra: Partial<Parameters<Store['listJobs']>[0]> = {}) =>
-        store.listJobs({ userId: f.userId, limit: 100, offset: 0, asc: false, ...extra });
+        store().listJobs({ userId: f.userId, limit: 100, offset: 0, asc: false, ...extra });
 
       const newestFirst = [elsewhere.id, later.id, ...ids(a).reverse()];
       assert.deepEqual(ids(await list()), newestFirst);
@@ -599,12 +578,12 @@ for (const kind of STORES) {
       const job = await f.one(T0, { max_failures: 2 });
       await f.claim('m1', T0 + 1);
       await f.claim('m2', T0 + 1 + LEASE_MS + 1);
-      await store.failJob(f.ref(job.id, 'm2', T0 + LEASE_MS + 3));
+      await store().failJob(f.ref(job.id, 'm2', T0 + LEASE_MS + 3));
       await f.claim('m3', T0 + LEASE_MS + 4);
-      await store.releaseJob(f.ref(job.id, 'm3', T0 + LEASE_MS + 5));
+      await store().releaseJob(f.ref(job.id, 'm3', T0 + LEASE_MS + 5));
       await f.claim('m4', T0 + LEASE_MS + 6);
-      await store.completeJob(f.ref(job.id, 'm4', T0 + LEASE_MS + 7));
-      const events = (await store.listEvents(f.userId, job.id))!;
+      await store().completeJob(f.ref(job.id, 'm4', T0 + LEASE_MS + 7));
+      const events = (await store().listEvents(f.userId, job.id))!;
       assert.deepEqual(
         events.map((e) => [e.type, e.machine_id, e.attempt, e.at]),
         [
@@ -620,8 +599,8 @@ for (const kind of STORES) {
         ],
       );
       assert.ok(events.every((e) => e.job_id === job.id));
-      assert.equal(await store.listEvents(f.userId, randomUUID()), undefined);
-      assert.equal(await store.listEvents(other.userId, job.id), undefined);
+      assert.equal(await store().listEvents(f.userId, randomUUID()), undefined);
+      assert.equal(await store().listEvents(other.userId, job.id), undefined);
     });
 
     test('a claim is atomic: concurrent claimers never share a job', async () => {
@@ -641,22 +620,22 @@ for (const kind of STORES) {
     test('the next lease expiry of a group is the earliest live lease among its running jobs', async () => {
       const f = await fixture();
       const [a, b] = await f.create(2, T0, { heartbeat_interval: 10 });
-      assert.equal(await store.nextLeaseExpiry(f.userId, f.group, T0), undefined);
+      assert.equal(await store().nextLeaseExpiry(f.userId, f.group, T0), undefined);
       await f.claim('m1', T0 + 100);
       await f.claim('m2', T0 + 200);
       const lease = LEASE_FACTOR * 10 * 1000;
-      assert.equal(await store.nextLeaseExpiry(f.userId, f.group, T0 + 300), T0 + 100 + lease);
-      await store.heartbeat(f.ref(a!.id, 'm1', T0 + 400));
-      assert.equal(await store.nextLeaseExpiry(f.userId, f.group, T0 + 500), T0 + 200 + lease);
-      await store.releaseJob(f.ref(b!.id, 'm2', T0 + 600));
-      assert.equal(await store.nextLeaseExpiry(f.userId, f.group, T0 + 700), T0 + 400 + lease);
-      assert.equal(await store.nextLeaseExpiry(f.userId, `${f.group}-b`, T0 + 700), undefined);
+      assert.equal(await store().nextLeaseExpiry(f.userId, f.group, T0 + 300), T0 + 100 + lease);
+      await store().heartbeat(f.ref(a!.id, 'm1', T0 + 400));
+      assert.equal(await store().nextLeaseExpiry(f.userId, f.group, T0 + 500), T0 + 200 + lease);
+      await store().releaseJob(f.ref(b!.id, 'm2', T0 + 600));
+      assert.equal(await store().nextLeaseExpiry(f.userId, f.group, T0 + 700), T0 + 400 + lease);
+      assert.equal(await store().nextLeaseExpiry(f.userId, `${f.group}-b`, T0 + 700), undefined);
     });
 
     test('new, released and failed-back jobs signal work for their user and group', async () => {
       const f = await fixture();
       const seen: WorkSignal[] = [];
-      const stop = store.onWork((s) => {
+      const stop = store().onWork((s) => {
         if (s.userId === f.userId) seen.push(s);
       });
       try {
@@ -666,12 +645,12 @@ for (const kind of STORES) {
         await expect(1, 'a signal for new jobs');
         assert.deepEqual(seen[0], { userId: f.userId, groupId: f.group, count: 2 });
         await f.claim('m1', T0 + 1);
-        await store.releaseJob(f.ref(job!.id, 'm1', T0 + 2));
+        await store().releaseJob(f.ref(job!.id, 'm1', T0 + 2));
         await expect(2, 'a signal for the released job');
         await f.claim('m2', T0 + 3);
         await f.claim('m3', T0 + 3);
-        await store.failJob(f.ref(other!.id, 'm3', T0 + 4));
-        await store.failJob(f.ref(job!.id, 'm2', T0 + 4));
+        await store().failJob(f.ref(other!.id, 'm3', T0 + 4));
+        await store().failJob(f.ref(job!.id, 'm2', T0 + 4));
         const all = await expect(4, 'signals for the failed-back jobs');
         assert.ok(all.every((s) => s.userId === f.userId && s.groupId === f.group));
       } finally {
@@ -685,10 +664,10 @@ for (const kind of STORES) {
       const ja = await a.one();
       const jb = await b.one();
       await a.claim('m1', T0);
-      await store.clearJobs();
-      assert.equal(await store.getJob(a.userId, ja.id), undefined);
-      assert.equal(await store.getJob(b.userId, jb.id), undefined);
-      assert.deepEqual(await store.countJobsByStatus(), {});
+      await store().clearJobs();
+      assert.equal(await store().getJob(a.userId, ja.id), undefined);
+      assert.equal(await store().getJob(b.userId, jb.id), undefined);
+      assert.deepEqual(await store().countJobsByStatus(), {});
       assert.equal(await a.claim('m2', T0 + 10 * LEASE_MS), undefined);
     });
   });

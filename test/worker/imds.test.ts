@@ -12,11 +12,11 @@ interface Recorded {
   body: unknown;
 }
 
-/** A fake IMDS: records each request; `answer` decides the response (default 204, or 200 for the deletion cost). */
+/** A fake IMDS: records each request; `answer` decides the response (default 204, as the IMDS spec answers every one of these). */
 function fakeImds() {
   const calls: Recorded[] = [];
   let answer: (req: Recorded, res: http.ServerResponse) => void = (req, res) => {
-    res.writeHead(req.path === '/v1/deletion-cost' ? 200 : 204).end();
+    res.writeHead(204).end();
   };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -119,54 +119,16 @@ describe('IMDS client', () => {
     assert.deepEqual(exit.codes, []);
   });
 
-  it('the deletion cost is raised while the work runs and restored after it', async () => {
-    const { imdsClient } = client({ raisedDeletionCost: 900, baseDeletionCost: 5 });
-    const seenDuring: unknown[] = [];
-    const result = await imdsClient.withRaisedDeletionCost(async () => {
-      seenDuring.push(...imds.calls.map((c) => c.body));
-      return 'uploaded';
-    });
-    assert.equal(result, 'uploaded');
-    assert.deepEqual(seenDuring, [{ deletion_cost: 900 }]);
-    assert.deepEqual(imds.calls.map((c) => [c.method, c.path, c.body]), [
-      ['PUT', '/v1/deletion-cost', { deletion_cost: 900 }],
-      ['PUT', '/v1/deletion-cost', { deletion_cost: 5 }],
-    ]);
-  });
-
-  it('the deletion cost is restored even when the work throws, and the error reaches the caller', async () => {
-    const { imdsClient } = client();
-    await assert.rejects(
-      imdsClient.withRaisedDeletionCost(async () => {
-        throw new Error('upload failed');
-      }),
-      /upload failed/,
-    );
-    assert.deepEqual(imds.calls.map((c) => c.body), [{ deletion_cost: 1000 }, { deletion_cost: 0 }]);
-  });
-
-  it('overlapping raises share one raise: the cost is restored only when the last work finishes', async () => {
-    const { imdsClient } = client();
-    let releaseFirst!: () => void;
-    let firstStarted!: () => void;
-    const started = new Promise<void>((r) => (firstStarted = r));
-    const first = imdsClient.withRaisedDeletionCost(() => {
-      firstStarted();
-      return new Promise<void>((r) => (releaseFirst = r));
-    });
-    await started;
-    await imdsClient.withRaisedDeletionCost(async () => undefined);
-    assert.deepEqual(imds.calls.map((c) => c.body), [{ deletion_cost: 1000 }], 'still raised while the first work runs');
-    releaseFirst();
-    await first;
-    assert.deepEqual(imds.calls.map((c) => c.body), [{ deletion_cost: 1000 }, { deletion_cost: 0 }]);
-  });
-
-  it('the work still runs, and its result is returned, when IMDS fails to take the raised cost', async () => {
+  it('a deletion cost that keeps failing is logged once, and again after it worked in between', async () => {
     imds.answerWith((_req, res) => void res.writeHead(500).end('boom'));
     const { imdsClient } = client();
-    assert.equal(await imdsClient.withRaisedDeletionCost(() => 42), 42);
-    assert.equal(imds.calls.length, 2);
+    for (const cost of [1, 3, 4]) assert.equal(await imdsClient.setDeletionCost(cost), false);
+    assert.equal(imds.calls.length, 3, 'every cost is still sent');
+    assert.equal(log.lines.filter((l) => l.startsWith('warn') && l.includes('answered 500')).length, 1);
+    imds.answerWith((_req, res) => void res.writeHead(204).end());
+    assert.equal(await imdsClient.setDeletionCost(5), true);
+    imds.answerWith((_req, res) => void res.writeHead(500).end('boom'));
+    assert.equal(await imdsClient.setDeletionCost(6), false);
     assert.equal(log.lines.filter((l) => l.startsWith('warn') && l.includes('answered 500')).length, 2);
   });
 
@@ -233,12 +195,21 @@ describe('IMDS client', () => {
       const exit = recordingExit();
       const env = machineId === undefined ? { DROVER_IMDS_URL: imds.url() } : { DROVER_IMDS_URL: imds.url(), SALAD_MACHINE_ID: machineId };
       const imdsClient = ImdsClient.fromEnv(env, { log, exit: exit.exit });
-      assert.equal(await imdsClient.withRaisedDeletionCost(() => 'done'), 'done');
       assert.equal(await imdsClient.setDeletionCost(3), true);
       assert.equal(imds.calls.length, 0);
       assert.deepEqual(exit.codes, []);
     });
   }
+
+  it('with the IMDS URL off (drover up), the node is not on SaladCloud: nothing is called', async () => {
+    const exit = recordingExit();
+    const imdsClient = ImdsClient.fromEnv({ DROVER_IMDS_URL: 'off', SALAD_MACHINE_ID: 'local-1' }, { log, exit: exit.exit });
+    assert.equal(imdsClient.onSalad, false);
+    assert.equal(await imdsClient.setDeletionCost(3), true);
+    assert.equal(await imdsClient.reallocate('blocked'), false);
+    assert.deepEqual(exit.codes, [1]);
+    assert.equal(imds.calls.length, 0);
+  });
 
   it('without DROVER_IMDS_URL the client targets SaladCloud\'s link-local IMDS address', () => {
     assert.equal(ImdsClient.fromEnv({ SALAD_MACHINE_ID: 'm' }).baseUrl, 'http://169.254.169.254');

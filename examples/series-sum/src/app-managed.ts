@@ -1,10 +1,10 @@
 // App-managed data (the seeds' demo app 3; the job is submitted with `sync: {}`): the app downloads
-// its input and last state itself, and uploads state, log and output with the SDK's Checkpointer,
+// its input and last state itself, and uploads state, log and output with the Checkpointer (@drover/checkpointer),
 // whose background queue never holds the computation up. When uploads pile up or keep failing,
 // the node is too slow or cut off: the app asks SaladCloud (IMDS) to move it elsewhere.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Checkpointer, type CheckpointerEvent } from '@drover/sdk';
+import { Checkpointer, type CheckpointerEvent } from '@drover/checkpointer';
 import { downloadFile, errorMessage, NotFoundError, openStore, storeSettingsFromEnv, type ObjectStore } from '@drover/storage';
 import { ImdsClient } from '@drover/worker';
 import { removeFolder, type DataSide, type Folders } from './app.js';

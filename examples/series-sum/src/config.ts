@@ -42,7 +42,7 @@ interface Spec {
 }
 
 const SPECS = {
-  mode: { flag: 'mode', env: ['MODE'], help: 'worker (the job\'s sync block moves the data) or app (the app does, with the SDK\'s Checkpointer)' },
+  mode: { flag: 'mode', env: ['MODE'], help: 'worker (the job\'s sync block moves the data) or app (the app does, with @drover/checkpointer\'s Checkpointer)' },
   step: { flag: 'step-seconds', env: ['STEP_RUNNING_TIME'], help: 'seconds per step (default 1)' },
   save: { flag: 'save-interval', env: ['STATE_SAVING_INTERVAL'], help: 'seconds between state saves (default 10)' },
   size: { flag: 'size', env: ['SIZE'], help: 'MiB of test data written and uploaded per save (default 0 = none)' },

@@ -10,6 +10,10 @@
 import { fileURLToPath } from 'node:url';
 import type { JobDefinition, SyncEntry } from '@drover/sdk';
 
+/**
+ * Who moves the job's data. The queue is another matter: an `app` job sent to an SQS queue and run by
+ * `drover worker --queue` is the seeds' demo app 2 (docs/sqs.md); from the coordinator, demo app 3.
+ */
 export type SeriesSumMode = 'worker' | 'app';
 export const SERIES_SUM_MODES: readonly SeriesSumMode[] = ['worker', 'app'];
 
@@ -33,7 +37,7 @@ export const WORKER_LOCAL_ROOT = 'series-sum';
 export const MAIN_JS = fileURLToPath(new URL('./main.js', import.meta.url));
 
 export interface SeriesSumJobOptions {
-  /** `worker`: the job's sync block moves the data; `app`: `sync: {}` and the app moves it with the SDK's Checkpointer. */
+  /** `worker`: the job's sync block moves the data; `app`: `sync: {}` and the app moves it with the Checkpointer (@drover/checkpointer). */
   mode: SeriesSumMode;
   bucket: string;
   /** Per job, e.g. "series-sum/job-3/"; a trailing "/" is added when missing. */

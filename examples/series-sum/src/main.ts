@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// The series-sum demo app (the seeds' demo apps 1 and 3). `--mode worker`: the worker's sync block
-// moves the data and the app only reads and writes local folders. `--mode app`: the job has
-// `sync: {}` and the app downloads its input and last state and uploads state, log and output
-// itself, with the SDK's Checkpointer. `--help` lists the settings.
+// The series-sum demo app (the seeds' demo apps 1, 2 and 3). `--mode worker`: the worker's sync block
+// moves the data and the app only reads and writes local folders (demo app 1). `--mode app`: the job
+// has `sync: {}` and the app downloads its input and last state and uploads state, log and output
+// itself, with the Checkpointer (@drover/checkpointer): demo app 3 when the job comes from the
+// coordinator, demo app 2 when it comes from an SQS queue (`drover worker --queue`; the app cannot
+// tell). `--help` lists the settings.
 //
 // Exit codes: 0 done (also for bad input: the error is in the output); 130/143 stopped by
 // SIGINT/SIGTERM after saving the state; 1 a failure another node may not have (storage down,

@@ -6,3 +6,4 @@ export const API_KEY_HEADER = 'x-kelpie-key';
 export const WEBHOOK_TIMESTAMP_HEADER = 'x-drover-timestamp';
 export const WEBHOOK_SIGNATURE_HEADER = 'x-drover-signature';
 export const WEBHOOK_EVENT_HEADER = 'x-drover-event';
+export * from './sqs.js';

@@ -1,15 +1,29 @@
 // The one HTTP client of the project: the CLI, the worker, tests and benchmarks all use it.
+import { retry } from '@drover/common';
 import { FAILURE_REASON_MAX } from '@drover/protocol';
 import type {
+  ContainerGroupDetail,
+  ContainerGroupList,
+  TokenList,
+  CreateScalingRuleBody,
   FailedBody,
+  HandoverList,
   HeartbeatBody,
   Job,
   JobDefinition,
   JobEventList,
+  JobHistory,
   JobList,
+  LogBatch,
+  LogBatchResponse,
+  LogPage,
   JobStatus,
   Me,
+  PatchScalingRuleBody,
   Progress,
+  ScalingDecisionList,
+  ScalingRule,
+  ScalingRuleList,
   TokenResponse,
   User,
 } from '@drover/protocol';
@@ -82,6 +96,18 @@ export interface ListJobsOptions {
   asc?: boolean;
 }
 
+export interface LogPageOptions {
+  /** which attempt (default: the newest with output) */
+  attempt?: number;
+  /** lines after this seq (a previous page's `next`) */
+  after?: number;
+  limit?: number;
+  /** the last N lines instead */
+  tail?: number;
+  /** follow: wait up to this many seconds for a line when there is none after `after` */
+  wait?: number;
+}
+
 export interface Machine {
   machine_id: string;
   container_group_id: string;
@@ -90,6 +116,13 @@ export interface Machine {
 type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH' | 'PUT';
 
 const TRANSIENT_STATUS = new Set([502, 503, 504]);
+
+/** The request did not get an answer (refused, reset, timed out): `error` is why. */
+class Unreachable extends Error {
+  constructor(readonly error: unknown) {
+    super('unreachable');
+  }
+}
 
 export class DroverClient {
   readonly url: string;
@@ -107,8 +140,9 @@ export class DroverClient {
   }
 
   /**
-   * One request. `idempotent` calls are retried on network errors and gateway errors with
-   * exponential backoff; the others are sent once (a retried POST /jobs could queue twice).
+   * One request. `idempotent` calls are retried on network errors and gateway errors (502/503/504)
+   * with exponential backoff (@drover/common's policy, proportional jitter); the others are sent
+   * once (a retried POST /jobs could queue twice).
    */
   async request<T>(
     method: Method,
@@ -128,36 +162,38 @@ export class DroverClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.key) headers['x-kelpie-key'] = this.key;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
-    const attempts = opts.idempotent ? this.retries + 1 : 1;
-    let lastError: unknown;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      if (attempt > 0) await sleep(this.retryDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random()));
-      let res: RawResponse;
-      try {
-        res = await send(
-          target,
-          method,
-          headers,
-          opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
-          this.timeoutMs + (opts.extraTimeoutMs ?? 0),
-          opts.signal,
-        );
-      } catch (e) {
-        if (opts.signal?.aborted) throw opts.signal.reason;
-        lastError = e;
-        continue;
-      }
-      const text = res.text;
-      if (res.ok) return (text ? JSON.parse(text) : undefined) as T;
-      if (opts.idempotent && TRANSIENT_STATUS.has(res.status) && attempt + 1 < attempts) {
-        lastError = new DroverApiError(res.status, 'unavailable', text);
-        continue;
-      }
-      throw toApiError(res.status, text);
+    const body = opts.body !== undefined ? JSON.stringify(opts.body) : undefined;
+    const timeoutMs = this.timeoutMs + (opts.extraTimeoutMs ?? 0);
+    try {
+      return await retry(async () => {
+        let res: RawResponse;
+        try {
+          res = await send(target, method, headers, body, timeoutMs, opts.signal);
+        } catch (e) {
+          throw new Unreachable(e);
+        }
+        if (!res.ok) throw toApiError(res.status, res.text, this.url);
+        if (!res.text) return undefined as T;
+        try {
+          return JSON.parse(res.text) as T;
+        } catch {
+          throw new DroverApiError(res.status, 'not_json', `${this.url} answered with ${describeBody(res.text)}, not JSON: is it a Drover (or Kelpie) coordinator?`);
+        }
+      }, {
+        attempts: opts.idempotent ? this.retries + 1 : 1,
+        // No cap: the delays double from retryDelayMs for as many retries as the caller allows.
+        backoff: { baseMs: this.retryDelayMs, maxMs: Number.POSITIVE_INFINITY, jitter: 'proportional' },
+        retryable: (e) => e instanceof Unreachable || (e instanceof DroverApiError && TRANSIENT_STATUS.has(e.status)),
+        signal: opts.signal,
+      });
+    } catch (e) {
+      // An abort (during a try or the wait between two) gives up with the signal's own reason.
+      if (opts.signal?.aborted && !(e instanceof DroverApiError)) throw opts.signal.reason;
+      if (!(e instanceof Unreachable)) throw e;
+      const cause = e.error;
+      const why = cause instanceof Error ? ((cause.cause as Error | undefined)?.message ?? cause.message) : String(cause);
+      throw new DroverNetworkError(`cannot reach ${this.url}: ${why}`, cause);
     }
-    if (lastError instanceof DroverApiError) throw lastError;
-    const why = lastError instanceof Error ? ((lastError.cause as Error | undefined)?.message ?? lastError.message) : String(lastError);
-    throw new DroverNetworkError(`cannot reach ${this.url}: ${why}`, lastError);
   }
 
   // jobs
@@ -195,7 +231,38 @@ export class DroverClient {
     return this.request('GET', `/jobs/${encodeURIComponent(id)}/events`, { idempotent: true });
   }
 
+  /** A page of a job's output (Drover); with `wait`, a long-poll for the next lines. */
+  jobLogs(id: string, opts: LogPageOptions = {}, signal?: AbortSignal): Promise<LogPage> {
+    return this.request('GET', `/jobs/${encodeURIComponent(id)}/logs`, {
+      query: { ...opts },
+      idempotent: true,
+      extraTimeoutMs: (opts.wait ?? 0) * 1000,
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  // dashboard reads (Drover)
+  containerGroups(): Promise<ContainerGroupList> {
+    return this.request('GET', '/container-groups', { idempotent: true });
+  }
+  containerGroup(id: string): Promise<ContainerGroupDetail> {
+    return this.request('GET', `/container-groups/${encodeURIComponent(id)}`, { idempotent: true });
+  }
+  jobHistory(opts: { hours?: number; buckets?: number; container_group_id?: string } = {}): Promise<JobHistory> {
+    return this.request('GET', '/stats/jobs', { query: { ...opts }, idempotent: true });
+  }
+  handovers(opts: { limit?: number; container_group_id?: string; job_id?: string } = {}): Promise<HandoverList> {
+    return this.request('GET', '/stats/handovers', { query: { ...opts }, idempotent: true });
+  }
+
   // work
+  /**
+   * Ship a batch of an attempt's output lines (Drover). Safe to send again (the coordinator stores
+   * each seq once), but sent once here: the worker's log shipper keeps the lines and retries on its own schedule.
+   */
+  shipLogs(id: string, batch: LogBatch, opts: { signal?: AbortSignal } = {}): Promise<LogBatchResponse> {
+    return this.request('POST', `/jobs/${encodeURIComponent(id)}/logs`, { body: batch, ...(opts.signal ? { signal: opts.signal } : {}) });
+  }
   /** Claim a job for this machine; with `waitSeconds`, long-poll (Drover) until one is claimable. */
   async claimWork(machine: Machine, waitSeconds?: number, opts: { signal?: AbortSignal } = {}): Promise<Job | undefined> {
     const jobs = await this.request<Job[]>('GET', '/work', {
@@ -209,8 +276,10 @@ export class DroverClient {
     const body: HeartbeatBody = { ...machine, ...(progress ? { progress } : {}) };
     return this.request('POST', `/jobs/${encodeURIComponent(id)}/heartbeat`, { body, idempotent: true });
   }
-  completeJob(id: string, machine: Machine): Promise<{ message: string }> {
-    return this.request('POST', `/jobs/${encodeURIComponent(id)}/completed`, { body: machine, idempotent: true });
+  /** `progress` (Drover): the app's last progress, so the finished job shows where it ended. */
+  completeJob(id: string, machine: Machine, progress?: Progress): Promise<{ message: string }> {
+    const body = progress !== undefined ? { ...machine, progress } : machine;
+    return this.request('POST', `/jobs/${encodeURIComponent(id)}/completed`, { body, idempotent: true });
   }
   /** `reason` (Drover): why the attempt failed, kept in the job's events; made storable and cut to FAILURE_REASON_MAX. */
   failJob(id: string, machine: Machine, reason?: string): Promise<{ message: string }> {
@@ -231,23 +300,69 @@ export class DroverClient {
   createToken(userId: string): Promise<TokenResponse> {
     return this.request('POST', `/users/${encodeURIComponent(userId)}/token`, { body: {} });
   }
+  /** (admin) A user's tokens: ids and issue times, never a secret. */
+  listTokens(userId: string): Promise<TokenList> {
+    return this.request('GET', `/users/${encodeURIComponent(userId)}/tokens`, { idempotent: true });
+  }
+  /** (admin) Revokes a token by its id (the 16 hex digits after `drv_`). */
+  async revokeToken(tokenId: string): Promise<void> {
+    await this.request('DELETE', `/tokens/${encodeURIComponent(tokenId)}`, { idempotent: true });
+  }
+  /** (admin) Deletes a user with its keys, finished jobs and rules; refused (409) while it has pending or running jobs. */
+  async deleteUser(userId: string): Promise<void> {
+    await this.request('DELETE', `/users/${encodeURIComponent(userId)}`, { idempotent: true });
+  }
+
+  // scaling rules (Kelpie's /scaling-rules; decisions are Drover's)
+  createScalingRule(rule: CreateScalingRuleBody): Promise<ScalingRule> {
+    return this.request('POST', '/scaling-rules', { body: rule });
+  }
+  listScalingRules(): Promise<ScalingRuleList> {
+    return this.request('GET', '/scaling-rules', { idempotent: true });
+  }
+  getScalingRule(containerGroupId: string): Promise<ScalingRule> {
+    return this.request('GET', `/scaling-rules/${encodeURIComponent(containerGroupId)}`, { idempotent: true });
+  }
+  /** Changes only the fields given; setting the same values again is harmless, so it is retried. */
+  updateScalingRule(containerGroupId: string, changes: PatchScalingRuleBody): Promise<ScalingRule> {
+    return this.request('PATCH', `/scaling-rules/${encodeURIComponent(containerGroupId)}`, { body: changes, idempotent: true });
+  }
+  deleteScalingRule(containerGroupId: string): Promise<void> {
+    return this.request('DELETE', `/scaling-rules/${encodeURIComponent(containerGroupId)}`, { idempotent: true });
+  }
+  /** The rule's decisions, newest first (`before`: ids below it, for paging). */
+  scalingDecisions(containerGroupId: string, opts: { limit?: number; before?: number } = {}): Promise<ScalingDecisionList> {
+    return this.request('GET', `/scaling-rules/${encodeURIComponent(containerGroupId)}/decisions`, { query: { ...opts }, idempotent: true });
+  }
+  /** Admin: every scaling rule of every user. */
+  clearScalingRules(): Promise<void> {
+    return this.request('DELETE', '/scaling-rules', { idempotent: true });
+  }
 
   health(): Promise<{ status: 'ok'; store: string }> {
     return this.request('GET', '/healthz', { idempotent: true });
   }
 }
 
-function toApiError(status: number, text: string): DroverApiError {
-  try {
-    const body = JSON.parse(text) as { error?: string; message?: string; index?: number };
-    return new DroverApiError(status, body.error ?? `http_${status}`, body.message ?? text, body.index);
-  } catch {
-    return new DroverApiError(status, `http_${status}`, text || `HTTP ${status}`);
-  }
+/** What a body that is not the API's JSON looks like, in a few words (never a whole HTML page). */
+function describeBody(text: string): string {
+  if (/^\s*<(!doctype|html|\?xml|head|body)/i.test(text)) return 'an HTML page';
+  const first = text.trim().split('\n')[0]?.slice(0, 200) ?? '';
+  return first ? JSON.stringify(first) : 'an empty body';
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+function toApiError(status: number, text: string, url: string): DroverApiError {
+  let body: { error?: string; message?: string; index?: number } | undefined;
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    body = undefined;
+  }
+  if (body && typeof body === 'object' && (typeof body.error === 'string' || typeof body.message === 'string')) {
+    return new DroverApiError(status, body.error ?? `http_${status}`, body.message ?? text, body.index);
+  }
+  // Not the API's error shape: a proxy, a web server, a wrong URL.
+  return new DroverApiError(status, `http_${status}`, `${url} answered HTTP ${status} with ${describeBody(text)}: is it a Drover (or Kelpie) coordinator?`);
 }
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;

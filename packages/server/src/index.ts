@@ -1,4 +1,9 @@
-export { startServer, VERSION, type ServerOptions, type RunningServer } from './server.js';
+export { startServer, VERSION, type ServerOptions, type RunningServer, type AutoscalingOptions } from './server.js';
+export { Autoscaler, type AutoscalerOptions } from './scaling/autoscaler.js';
+export { plan, desiredReplicas, windowExpiry, START_BACKOFF, type GroupState, type GroupStatus, type Plan, type Step } from './scaling/evaluate.js';
+export { GroupGoneError, type Observation, type ScalingProvider } from './scaling/provider.js';
+export { LocalProvider, type LocalNode, type LocalNodePool } from './scaling/providers/local.js';
+export { SaladCloudProvider, type SaladCloudSettings } from './scaling/providers/saladcloud.js';
 export { openStore, DEFAULT_DATABASE, SqliteStore, PostgresStore } from './store/index.js';
 export type * from './store/types.js';
 export { buildApp, type AppOptions } from './http/app.js';

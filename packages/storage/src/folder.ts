@@ -2,8 +2,9 @@
 // rclone's `copy` does. Files go `fileConcurrency` at a time, each through uploadFile/downloadFile
 // (so large ones are still multipart / ranged). A key is `prefix` + the file's path relative to the
 // folder, written with `/`.
-import { lstat, mkdir, readdir } from 'node:fs/promises';
+import { lstat, mkdir, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { GZIP_SUFFIX, gunzipInto, gzipKey, gzipToTemp, tempNextTo } from './gzip.js';
 import { InvalidKeyError, type ObjectInfo, type ObjectStore } from './object-store.js';
 import { downloadListedObject, uploadFile, withRetry, type TransferOptions, type TransferResult } from './transfer.js';
 
@@ -16,6 +17,11 @@ export interface FolderTransferOptions extends Omit<TransferOptions, 'onProgress
   onFileDone?: (file: FolderFile, result: TransferResult) => void;
   /** Bytes transferred so far across all files, and the total of the files selected. */
   onProgress?: (p: { bytes: number; total: number; files: number; totalFiles: number }) => void;
+  /**
+   * Kelpie's `compression`: upload each file gzipped under `<key>.gz`; download objects whose key
+   * ends in `.gz` gunzipped, without the suffix (see gzip.ts).
+   */
+  gzip?: boolean;
 }
 
 export interface FolderFile {
@@ -114,17 +120,30 @@ export async function uploadFolder(store: ObjectStore, localDir: string, bucket:
   for (const r of rels) sizes.set(r, (await lstat(path.join(localDir, r))).size);
   const total = [...sizes.values()].reduce((a, b) => a + b, 0);
   const progress = folderProgress(total, rels.length, opts.onProgress);
-  const { fileConcurrency, filter: _f, onFileStart, onFileDone, onProgress: _p, ...transfer } = opts;
+  const { fileConcurrency, filter: _f, onFileStart, onFileDone, onProgress: _p, gzip, ...transferOpts } = opts;
   let bytes = 0;
   await eachLimited(rels, fileConcurrency ?? 16, async (rel) => {
-    const file: FolderFile = { relativePath: rel, localPath: path.join(localDir, rel), key: keyFor(prefix, rel) };
+    const key = keyFor(prefix, rel);
+    const file: FolderFile = { relativePath: rel, localPath: path.join(localDir, rel), key: gzip ? gzipKey(key) : key };
     onFileStart?.(file);
-    const result = await uploadFile(store, file.localPath, bucket, file.key, { ...transfer, onProgress: progress.perFile() });
+    const result = gzip
+      ? await uploadGzipped(store, file.localPath, bucket, file.key, { ...transferOpts, onProgress: progress.perFile() })
+      : await uploadFile(store, file.localPath, bucket, file.key, { ...transferOpts, onProgress: progress.perFile() });
     bytes += result.size;
     progress.fileDone();
     onFileDone?.(file, result);
   }, opts.signal);
   return { files: rels.length, bytes };
+}
+
+/** Uploads `localPath` gzipped to bucket/key (the caller gives the `.gz` key). */
+export async function uploadGzipped(store: ObjectStore, localPath: string, bucket: string, key: string, opts: TransferOptions = {}): Promise<TransferResult> {
+  const packed = await gzipToTemp(localPath, opts.signal);
+  try {
+    return await uploadFile(store, packed, bucket, key, { contentType: 'application/gzip', ...opts });
+  } finally {
+    await unlink(packed).catch(() => {});
+  }
 }
 
 /**
@@ -149,15 +168,18 @@ export async function downloadPrefix(store: ObjectStore, bucket: string, prefix:
   const wanted = await withRetry(`list ${bucket}/${prefix}`, async () => {
     const found: { rel: string; key: string; size: number; object: ObjectInfo }[] = [];
     for await (const o of store.list(bucket, prefix)) {
-      const rel = relativePathFor(prefix, o.key);
-      if (rel === undefined || !(opts.filter?.(rel) ?? true)) continue;
+      const key = relativePathFor(prefix, o.key);
+      if (key === undefined) continue;
+      // A gzipped object is the file without its suffix: that is the path the filter judges.
+      const rel = opts.gzip && key.endsWith(GZIP_SUFFIX) ? key.slice(0, -GZIP_SUFFIX.length) : key;
+      if (rel === '' || rel.endsWith('/') || !(opts.filter?.(rel) ?? true)) continue;
       found.push({ rel, key: o.key, size: o.size, object: o });
     }
     return found;
   }, opts.retry, opts.signal);
   const total = wanted.reduce((a, w) => a + w.size, 0);
   const progress = folderProgress(total, wanted.length, opts.onProgress);
-  const { fileConcurrency, filter: _f, onFileStart, onFileDone, onProgress: _p, ...transfer } = opts;
+  const { fileConcurrency, filter: _f, onFileStart, onFileDone, onProgress: _p, gzip, ...transfer } = opts;
   await mkdir(localDir, { recursive: true });
   // Each sub-folder is created once, not once per file in it.
   const folders = new Map<string, Promise<unknown>>([[localDir, Promise.resolve()]]);
@@ -173,7 +195,18 @@ export async function downloadPrefix(store: ObjectStore, bucket: string, prefix:
     }
     await made;
     // The listing already gave size and ETag: no HEAD per file (a changed object is looked up again).
-    const result = await downloadListedObject(store, bucket, w.object, file.localPath, { ...transfer, onProgress: progress.perFile() });
+    let result: TransferResult;
+    if (gzip && w.key.endsWith(GZIP_SUFFIX)) {
+      const packed = tempNextTo(file.localPath);
+      try {
+        result = await downloadListedObject(store, bucket, w.object, packed, { ...transfer, onProgress: progress.perFile() });
+        await gunzipInto(packed, file.localPath, opts.signal);
+      } finally {
+        await unlink(packed).catch(() => {});
+      }
+    } else {
+      result = await downloadListedObject(store, bucket, w.object, file.localPath, { ...transfer, onProgress: progress.perFile() });
+    }
     bytes += result.size;
     progress.fileDone();
     onFileDone?.(file, result);

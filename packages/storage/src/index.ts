@@ -15,3 +15,4 @@ export { S3Store, type S3StoreOptions } from './s3-store.js';
 export * from './transfer.js';
 export * from './folder.js';
 export * from './open-store.js';
+export * from './gzip.js';

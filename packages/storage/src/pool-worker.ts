@@ -10,12 +10,13 @@
 //   their churn (1 MiB per MiB downloaded) kept V8 busy with full garbage collections. The GET
 //   goes out on raw-http.ts's keep-alive connections, which read into one reused buffer: no
 //   allocation per read here either.
-// Only Node built-ins (and raw-http.ts, which has only those) are imported: the thread starts fast
-// and stays small.
-import { createHash, type Hash } from 'node:crypto';
+// Only Node built-ins (and raw-http.ts, checksum.ts and object-store.ts, which have only those) are
+// imported: the thread starts fast and stays small. The checks of the bytes are checksum.ts's BodyCheck.
+import { createHash } from 'node:crypto';
 import { close, closeSync, fsync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
-import { CRC32_METADATA, crc32, hex8 } from './checksum.js';
-import { get as httpGet, type Exchange } from './raw-http.js';
+import { BodyCheck, CRC32_METADATA, crc32, hex8, type Verified } from './checksum.js';
+import { IntegrityError } from './object-store.js';
+import { get as httpGet, type Exchange, type GetRequest } from './raw-http.js';
 
 export interface GetTask {
   kind: 'get';
@@ -57,8 +58,7 @@ export interface Digests {
   crc32?: number;
 }
 
-/** What the bytes of a whole object were checked against (none for a range, or nothing to check with). */
-export type Verified = 'crc32' | 'md5' | undefined;
+export type { Verified } from './checksum.js';
 
 /** The checksums a whole file can be read back for, each answered in hex (CRC32: 8 digits). */
 export type FileDigest = 'md5' | 'crc32';
@@ -101,7 +101,11 @@ function writeAll(fd: number, data: Buffer, position: number): void {
   for (let done = 0; done < data.length;) done += writeSync(fd, data, done, data.length - done, position + done);
 }
 
-function get(task: GetTask): Promise<GetResult> {
+/** How a GET goes out: raw-http.ts's `get`; the transport benchmark (bench/http-transport.ts) swaps in another. */
+export type Transport = (req: GetRequest, exchange: Exchange) => () => void;
+
+/** A `get` task: the response streamed into the file through a BodyCheck, then fsync'd and renamed as asked. */
+export function runGet(task: GetTask, transport: Transport = httpGet): Promise<GetResult> {
   return new Promise<GetResult>((resolve) => {
     let done = false;
     let fd: number | undefined;
@@ -109,12 +113,10 @@ function get(task: GetTask): Promise<GetResult> {
     let requestId: string | undefined;
     const errorBody: Buffer[] = [];
     let errorBytes = 0;
-    let hash: Hash | undefined;
-    /** The CRC32 the bytes must have (from the object's metadata) and the running CRC32 of them. */
-    let crcExpected: number | undefined;
-    let crc = 0;
+    let check: BodyCheck | undefined;
+    /** A range's object CRC32 (from the response's metadata), answered beside the range's own. */
+    let objectCrc32: number | undefined;
     let position = task.position ?? 0;
-    let got = 0;
     let abort = (): void => undefined;
     const finish = (result: GetResult): void => {
       if (done) return;
@@ -129,13 +131,13 @@ function get(task: GetTask): Promise<GetResult> {
       }
       resolve(result);
     };
-    const describe = (err: unknown, integrity = false): GetResult => {
+    const describe = (err: unknown): GetResult => {
       const e = err as NodeJS.ErrnoException;
-      return { ok: false, kind: 'error', name: e?.name ?? 'Error', code: e?.code, message: e?.message ?? String(err), integrity };
+      return { ok: false, kind: 'error', name: e?.name ?? 'Error', code: e?.code, message: e?.message ?? String(err), integrity: err instanceof IntegrityError };
     };
-    const failWith = (err: unknown, integrity = false): void => {
+    const failWith = (err: unknown): void => {
       abort();
-      finish(describe(err, integrity));
+      finish(describe(err));
     };
     const ok = (): boolean => status >= 200 && status < 300;
     const exchange: Exchange = {
@@ -145,21 +147,22 @@ function get(task: GetTask): Promise<GetResult> {
           requestId = head.headers.get('x-amz-request-id');
           return;
         }
-        const length = head.headers.get('content-length');
-        if (length !== undefined && Number(length) !== task.length) {
-          failWith(new Error(`server sends ${length} bytes, expected ${task.length}`), true);
-          return;
-        }
+        const meta = task.crc32 ? head.headers.get(`x-amz-meta-${CRC32_METADATA}`) : undefined;
+        const metaCrc32 = meta !== undefined && /^[0-9a-f]{8}$/.test(meta) ? Number.parseInt(meta, 16) : undefined;
+        const whole = task.position === undefined;
+        // A whole object is checked by its CRC32 metadata, else its MD5; a range's CRC32 is
+        // computed for the caller, who checks the ranges' combination.
+        check = whole
+          ? new BodyCheck({ size: task.length, crc32: metaCrc32, md5: task.md5 })
+          : new BodyCheck({ size: task.length, computeCrc32: metaCrc32 !== undefined && crc32 !== undefined });
+        if (!whole && metaCrc32 !== undefined && crc32 !== undefined) objectCrc32 = metaCrc32;
         try {
-          fd = openSync(task.file, task.position === undefined ? 'w' : 'r+');
+          const length = head.headers.get('content-length');
+          if (length !== undefined) check.declared(Number(length));
+          fd = openSync(task.file, whole ? 'w' : 'r+');
         } catch (err) {
           failWith(err);
-          return;
         }
-        const meta = task.crc32 && crc32 ? head.headers.get(`x-amz-meta-${CRC32_METADATA}`) : undefined;
-        // a range's CRC32 is computed the same way; the caller checks the ranges' combination
-        if (meta !== undefined && /^[0-9a-f]{8}$/.test(meta)) crcExpected = Number.parseInt(meta, 16);
-        else if (task.md5 !== undefined) hash = createHash('md5');
       },
       onBody(chunk) {
         if (done) return;
@@ -170,15 +173,9 @@ function get(task: GetTask): Promise<GetResult> {
           }
           return;
         }
-        got += chunk.length;
-        if (got > task.length) {
-          failWith(new Error(`server sent more than ${task.length} bytes`), true);
-          return;
-        }
-        // The chunk lives in the connection's read buffer until this returns: hash and write it now.
-        if (crcExpected !== undefined) crc = crc32!(chunk, crc);
-        else hash?.update(chunk);
+        // The chunk lives in the connection's read buffer until this returns: check and write it now.
         try {
+          check!.update(chunk);
           writeAll(fd!, chunk, position);
         } catch (err) {
           failWith(err);
@@ -192,31 +189,17 @@ function get(task: GetTask): Promise<GetResult> {
           finish({ ok: false, kind: 'status', status, body: Buffer.concat(errorBody).toString('utf8'), requestId });
           return;
         }
-        if (got !== task.length) {
-          failWith(new Error(`got ${got} of ${task.length} bytes`), true);
+        const target = fd;
+        if (target === undefined || !check) return;
+        // A wrong count or checksum is an integrity error, retried by the caller; the file is not renamed.
+        let verified: Verified;
+        try {
+          verified = check.end();
+        } catch (err) {
+          failWith(err);
           return;
         }
-        const target = fd;
-        if (target === undefined) return;
-        // A wrong checksum is an integrity error, retried by the caller; the file is not renamed.
-        let verified: Verified;
-        let rangeCrc32: RangeCrc32 | undefined;
-        if (crcExpected !== undefined && task.position !== undefined) {
-          rangeCrc32 = { bytes: crc >>> 0, object: crcExpected };
-        } else if (crcExpected !== undefined) {
-          if (crc !== crcExpected) {
-            failWith(new Error(`CRC32 ${hex8(crc)} of the bytes received, the object's ${CRC32_METADATA} is ${hex8(crcExpected)}`), true);
-            return;
-          }
-          verified = 'crc32';
-        } else if (hash) {
-          const md5 = hash.digest('hex');
-          if (md5 !== task.md5) {
-            failWith(new Error(`MD5 ${md5} of the bytes received, the object's ETag is ${task.md5}`), true);
-            return;
-          }
-          verified = 'md5';
-        }
+        const rangeCrc32: RangeCrc32 | undefined = objectCrc32 === undefined ? undefined : { bytes: check.crc32, object: objectCrc32 };
         const renamed = (): void => {
           if (task.renameTo !== undefined) {
             try {
@@ -258,7 +241,7 @@ function get(task: GetTask): Promise<GetResult> {
       },
     };
     try {
-      abort = httpGet(task, exchange);
+      abort = transport(task, exchange);
     } catch (err) {
       finish(describe(err));
     }
@@ -272,6 +255,6 @@ export default function run(task: PoolTask): Digests | string | Promise<GetResul
     case 'file-digest':
       return digestFile(task.file, task.algorithm, task.sync);
     case 'get':
-      return get(task);
+      return runGet(task);
   }
 }

@@ -22,8 +22,10 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { BodyCheck } from './checksum.js';
 import type { GetToFileOptions, GetToFileResult } from './file-get.js';
 import { IntegrityError, type PutOptions } from './object-store.js';
+import { timeoutError } from './raw-http.js';
 import { getInWorker } from './worker-pool.js';
 
 export interface DirectRequestOptions {
@@ -50,12 +52,6 @@ interface SendArgs {
 /** RFC 3986 encoding as S3 and SigV4 want it (encodeURIComponent leaves !'()* alone). */
 function strictEncode(s: string): string {
   return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
-function timeoutError(message: string): Error {
-  const err = new Error(message);
-  err.name = 'TimeoutError';
-  return err;
 }
 
 const XML_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
@@ -253,7 +249,7 @@ export class DirectS3 {
         response = r;
         resolve(r);
       });
-      writeBody(req, args.body, args.size).catch(fail);
+      writeBody(req, args.body, args.size, `${args.method} ${args.bucket}/${args.key}`).catch(fail);
     });
 
     const status = res.statusCode ?? 0;
@@ -283,24 +279,27 @@ function unquote(etag: string | undefined): string | undefined {
   return etag === undefined ? undefined : etag.replace(/^"|"$/g, '');
 }
 
-/** Sends the body (if any) and ends the request; a stream of another length than `size` fails it. */
-async function writeBody(req: http.ClientRequest, body: DirectBody | undefined, size: number | undefined): Promise<void> {
+/**
+ * Sends the body (if any) and ends the request; a body of another length than `size` fails it
+ * (IntegrityError, as LocalStore's put does).
+ */
+async function writeBody(req: http.ClientRequest, body: DirectBody | undefined, size: number | undefined, what: string): Promise<void> {
   if (body === undefined) {
     req.end();
     return;
   }
+  const check = size === undefined ? undefined : new BodyCheck({ size, label: `request body of ${what}` });
   if (Buffer.isBuffer(body) || body instanceof Uint8Array) {
-    if (size !== undefined && body.length !== size) throw new Error(`request body is ${body.length} bytes, declared ${size}`);
+    check?.update(body);
+    check?.end();
     req.end(body);
     return;
   }
   const source: Readable = 'file' in body ? createReadStream(body.file) : body;
-  let sent = 0;
   try {
     for await (const chunk of source as AsyncIterable<Buffer>) {
       if (req.destroyed) return;
-      sent += chunk.length;
-      if (size !== undefined && sent > size) throw new Error(`request body is longer than the declared ${size} bytes`);
+      check?.update(chunk);
       if (!req.write(chunk)) {
         await new Promise<void>((resolve) => {
           const done = (): void => {
@@ -316,6 +315,6 @@ async function writeBody(req: http.ClientRequest, body: DirectBody | undefined, 
   } finally {
     if ('file' in body) source.destroy();
   }
-  if (size !== undefined && sent !== size) throw new Error(`request body is ${sent} bytes, declared ${size}`);
+  check?.end();
   req.end();
 }

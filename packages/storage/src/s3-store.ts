@@ -21,6 +21,11 @@ import {
   type CompletedPart, type GetOptions, type MultipartApi, type ObjectInfo, type ObjectStore, type PutBody, type PutOptions,
 } from './object-store.js';
 
+// Drover pins its AWS SDK version (package-lock.json). The SDK's notice that versions published
+// after January 2027 will need Node 22 is for whoever upgrades it; printed at the first client, it
+// lands as eight lines of plain text inside a worker's JSON log. Set the variable to "false" to see it.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export interface S3StoreOptions {
   /** e.g. https://<account>.r2.cloudflarestorage.com or http://127.0.0.1:9000; omit for AWS. */
   endpoint?: string;

@@ -25,13 +25,13 @@ import { createReadStream } from 'node:fs';
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { retry } from '@drover/common';
 import {
   ChangedError, IntegrityError, RetryLimitError, isRetryable,
   type CompletedPart, type ObjectInfo, type ObjectStore,
 } from './object-store.js';
 import { GET_TO_FILE, type WithGetToFile } from './file-get.js';
-import { CRC32_METADATA, crc32, crc32OfPieces, hex8 } from './checksum.js';
+import { BodyCheck, CRC32_METADATA, checkMd5, checkPiecesCrc32, crc32, crc32OfPieces, hex8 } from './checksum.js';
 import { OFFLOAD_MIN, acquireBuffer, digestOfFile, digestsOf, releaseBuffer, type RangeCrc32 } from './worker-pool.js';
 
 export const MiB = 1024 * 1024;
@@ -85,22 +85,15 @@ export interface TransferResult {
 }
 
 /** Runs `fn` until it succeeds, a non-retryable error occurs, or the attempts run out. */
-export async function withRetry<T>(operation: string, fn: (attempt: number) => Promise<T>, opts: RetryOptions = {}, signal?: AbortSignal): Promise<T> {
-  const attempts = Math.max(1, opts.attempts ?? 6);
-  const base = opts.baseDelayMs ?? 200;
-  const max = opts.maxDelayMs ?? 20_000;
-  for (let attempt = 1; ; attempt++) {
-    signal?.throwIfAborted();
-    try {
-      return await fn(attempt);
-    } catch (err) {
-      if (signal?.aborted || !isRetryable(err)) throw err;
-      if (attempt >= attempts) throw new RetryLimitError(operation, attempts, err);
-      const delayMs = Math.round(Math.random() * Math.min(max, base * 2 ** (attempt - 1)));
-      opts.onRetry?.({ operation, attempt, delayMs, error: err });
-      await sleep(delayMs, undefined, signal ? { signal } : undefined);
-    }
-  }
+export function withRetry<T>(operation: string, fn: (attempt: number) => Promise<T>, opts: RetryOptions = {}, signal?: AbortSignal): Promise<T> {
+  return retry(fn, {
+    attempts: opts.attempts ?? 6,
+    backoff: { baseMs: opts.baseDelayMs ?? 200, maxMs: opts.maxDelayMs ?? 20_000, jitter: 'full' },
+    retryable: isRetryable,
+    onRetry: (r) => opts.onRetry?.({ operation, attempt: r.attempt, delayMs: r.delayMs, error: r.error }),
+    giveUp: (err, attempts) => new RetryLimitError(operation, attempts, err),
+    signal,
+  });
 }
 
 /** Runs tasks with at most `limit` in flight; the first failure stops new tasks and is thrown. */
@@ -297,13 +290,13 @@ export async function uploadFile(store: ObjectStore, localPath: string, bucket: 
 }
 
 /**
- * The CRC32 of an object's ranges, combined in order, and the object's own (its drover-crc32
- * metadata, as every range's response carried it); undefined unless every range answered both.
+ * The CRC32s of an object's ranges and the object's own (its drover-crc32 metadata, as every range's
+ * response carried it); undefined unless every range answered both.
  */
-function rangesCrc32(ranges: readonly (RangeCrc32 | undefined)[], lengthOf: (i: number) => number): RangeCrc32 | undefined {
+function rangePieces(ranges: readonly (RangeCrc32 | undefined)[], lengthOf: (i: number) => number): { pieces: { crc32: number; length: number }[]; object: number } | undefined {
   const object = ranges[0]?.object;
   if (object === undefined || ranges.some((r) => r === undefined || r.object !== object)) return undefined;
-  return { bytes: crc32OfPieces(ranges.map((r, i) => ({ crc32: r!.bytes, length: lengthOf(i) }))), object };
+  return { pieces: ranges.map((r, i) => ({ crc32: r!.bytes, length: lengthOf(i) })), object };
 }
 
 /** A download gathers this many bytes of a response before writing them (one writev). */
@@ -356,7 +349,6 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
   // getToFile) or else, when its ETag is its MD5, against that, and retried like a short read if
   // the checksum is wrong.
   const md5Etag = count === 1 && info.etag !== undefined && MD5_ETAG.test(info.etag) ? info.etag : undefined;
-  const mismatch = (md5: string | undefined): IntegrityError => new IntegrityError(`downloaded ${bucket}/${key} has MD5 ${md5}, its ETag is ${md5Etag}`);
   // Pinning every request to the ETag seen by head means a replaced object fails with ChangedError
   // instead of coming down as a mix of two versions.
   const ifMatch = info.etag;
@@ -406,10 +398,12 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
         const attempts = Math.min(3, opts.retry?.attempts ?? 3);
         await withRetry(`get ${bucket}/${key} in ${count} ranges`, async () => {
           await fetchAll();
-          const whole = rangesCrc32(rangeCrcs, (i) => rangeOf(i).length);
-          if (whole !== undefined && whole.bytes !== whole.object) {
+          const ranges = rangePieces(rangeCrcs, (i) => rangeOf(i).length);
+          try {
+            if (ranges !== undefined) checkPiecesCrc32(ranges.pieces, ranges.object, `${bucket}/${key}`);
+          } catch (err) {
             report(-size);
-            throw new IntegrityError(`${bucket}/${key}: CRC32 ${hex8(whole.bytes)} of the ${count} ranges received, the object's ${CRC32_METADATA} is ${hex8(whole.object)}`);
+            throw err;
           }
         }, { ...opts.retry, attempts }, opts.signal);
       }
@@ -445,7 +439,9 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
           if (length === 0) return;
           const range = count === 1 ? undefined : { start, end: start + length - 1 };
           const stream = await store.getStream(bucket, key, { range, ifMatch });
-          const hash = md5Etag !== undefined && length < OFFLOAD_MIN ? createHash('md5') : undefined;
+          // A small whole object is hashed as it arrives; a larger one is read back by a worker below.
+          const hashHere = md5Etag !== undefined && length < OFFLOAD_MIN;
+          const check = new BodyCheck({ size: length, md5: hashHere ? md5Etag : undefined, label: `${bucket}/${key} (bytes ${start}-${start + length - 1})` });
           let batch: Buffer[] = [];
           const flush = async (): Promise<void> => {
             const bytes = got - written;
@@ -457,18 +453,16 @@ async function fetchObject(store: ObjectStore, bucket: string, key: string, info
             report(bytes);
           };
           for await (const chunk of stream as AsyncIterable<Buffer>) {
-            if (got + chunk.length > length) throw new IntegrityError(`${bucket}/${key}: server sent more than ${length} bytes for range at ${start}`);
-            hash?.update(chunk);
+            check.update(chunk);
             batch.push(chunk);
             got += chunk.length;
             if (got - written >= WRITE_BATCH) await flush();
           }
           await flush();
-          if (got !== length) throw new IntegrityError(`${bucket}/${key}: got ${got} of ${length} bytes at ${start}`);
-          if (md5Etag !== undefined) {
-            const md5 = hash ? hash.digest('hex') : await digestOfFile(temp, 'md5', { sync: durable });
-            if (md5 !== md5Etag) throw mismatch(md5);
-            synced = hash === undefined;
+          check.end();
+          if (md5Etag !== undefined && !hashHere) {
+            checkMd5(await digestOfFile(temp, 'md5', { sync: durable }), md5Etag, `${bucket}/${key}`);
+            synced = true;
           }
         } catch (err) {
           report(-written);

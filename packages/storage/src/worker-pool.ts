@@ -43,24 +43,25 @@ export function hasWorkers(): boolean {
   return workerFileThere;
 }
 
+/** How the pool is set up (bench/http-transport.ts sets up its own pool the same way). */
+export function poolOptions(filename: string): NonNullable<ConstructorParameters<typeof Piscina>[0]> {
+  return {
+    filename,
+    minThreads: 1,
+    maxThreads: Math.max(2, Math.min(4, availableParallelism())),
+    // GETs wait on the network most of the time: several share a thread.
+    concurrentTasksPerWorker: 8,
+    // Async tasks need the thread's event loop running between messages.
+    atomics: 'async',
+    idleTimeout: 30_000,
+    recordTiming: false,
+    // Plain Node in the workers: no loaders (tsx...) of the parent, which only slow their start.
+    execArgv: [],
+  };
+}
+
 function getPool(): Piscina<PoolTask, PoolResult> | null {
-  if (pool === undefined) {
-    pool = hasWorkers()
-      ? new Piscina<PoolTask, PoolResult>({
-        filename: WORKER_FILE,
-        minThreads: 1,
-        maxThreads: Math.max(2, Math.min(4, availableParallelism())),
-        // GETs wait on the network most of the time: several share a thread.
-        concurrentTasksPerWorker: 8,
-        // Async tasks need the thread's event loop running between messages.
-        atomics: 'async',
-        idleTimeout: 30_000,
-        recordTiming: false,
-        // Plain Node in the workers: no loaders (tsx...) of the parent, which only slow their start.
-        execArgv: [],
-      })
-      : null;
-  }
+  if (pool === undefined) pool = hasWorkers() ? new Piscina<PoolTask, PoolResult>(poolOptions(WORKER_FILE)) : null;
   return pool;
 }
 

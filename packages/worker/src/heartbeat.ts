@@ -11,25 +11,26 @@
 // rather than write over what the job's next holder may already have written.
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Machine } from '@drover/sdk';
-import { DroverApiError, type DroverClient } from '@drover/sdk';
 import type { Logger } from 'pino';
 import { readProgressFile } from './progress.js';
+import type { JobLease } from './source/job-source.js';
+
+/** How often, and how long after the start, the progress file is watched for the app's first report. */
+const PROGRESS_WATCH_MS = 250;
+const PROGRESS_WATCH_MAX_MS = 10 * 60_000;
 
 export interface HeartbeatOptions {
-  client: DroverClient;
-  jobId: string;
-  machine: Machine;
+  /** The lease to renew (it says how long it lasts and when it was claimed). */
+  lease: JobLease;
   intervalMs: number;
-  /** After this long without a heartbeat the coordinator lets another machine take the job. */
-  leaseMs: number;
-  /** performance.now() when the claim that gave this worker the job was sent. */
-  claimedAt: number;
   /** Read before each beat; its progress is sent along. */
   progressFile?: string;
+  /** The job's logger (it carries the job's id). */
   log: Logger;
   /** The coordinator no longer wants this worker to run the job; `status` is what it said. */
   onLost: (status: string) => void;
+  /** A beat was answered `running`; `beats` counts them. */
+  onRunning?: (beats: number) => void;
 }
 
 /** An upload refused because this worker no longer holds the job (fencing). */
@@ -51,9 +52,11 @@ export class Heartbeat {
   /** Beats answered `running`, and beats that failed in a row. */
   beats = 0;
   failuresInARow = 0;
+  /** A beat answered `running` carried the app's progress. */
+  private sentProgress = false;
 
   constructor(private readonly o: HeartbeatOptions) {
-    this.confirmedAt = o.claimedAt;
+    this.confirmedAt = o.lease.claimedAt;
   }
 
   /**
@@ -61,7 +64,7 @@ export class Heartbeat {
    * less a quarter of it kept for the write itself to land.
    */
   holds(): boolean {
-    return !this.lost && performance.now() - this.confirmedAt < this.o.leaseMs * 0.75;
+    return !this.lost && performance.now() - this.confirmedAt < this.o.lease.leaseMs * 0.75;
   }
 
   /**
@@ -71,9 +74,9 @@ export class Heartbeat {
    */
   async fence(signal?: AbortSignal): Promise<void> {
     for (let waited = false; ; waited = true) {
-      if (this.lost || this.stopper.signal.aborted) throw new LeaseLostError(this.o.jobId, this.lostStatus || 'stopped');
+      if (this.lost || this.stopper.signal.aborted) throw new LeaseLostError(this.o.lease.job.id, this.lostStatus || 'stopped');
       if (this.holds()) return;
-      if (!waited) this.o.log.warn({ job: this.o.jobId, sinceConfirmedMs: Math.round(performance.now() - this.confirmedAt) }, 'lease not confirmed lately: confirming before writing');
+      if (!waited) this.o.log.warn({ sinceConfirmedMs: Math.round(performance.now() - this.confirmedAt) }, 'lease not confirmed lately: confirming before writing');
       await this.beatNow();
       if (this.lost || this.holds()) continue;
       await sleep(1000, undefined, { signal });
@@ -82,7 +85,26 @@ export class Heartbeat {
 
   start(): this {
     this.loop ??= this.run();
+    if (this.o.progressFile) void this.firstProgressSoon(this.o.progressFile);
     return this;
+  }
+
+  /**
+   * The app's first progress of the attempt goes out as soon as the app writes it, not at the next
+   * beat: it says where the attempt resumed (the coordinator's measure of work redone after a
+   * handover). Looks every PROGRESS_WATCH_MS for up to PROGRESS_WATCH_MAX_MS, then leaves it to the beats.
+   */
+  private async firstProgressSoon(file: string): Promise<void> {
+    const signal = this.stopper.signal;
+    const until = performance.now() + PROGRESS_WATCH_MAX_MS;
+    while (!signal.aborted && !this.sentProgress && performance.now() < until) {
+      try {
+        await sleep(PROGRESS_WATCH_MS, undefined, { signal });
+      } catch {
+        return;
+      }
+      if (!this.sentProgress && (await readProgressFile(file)) !== undefined) await this.beatNow();
+    }
   }
 
   /** Stops beating; resolves when no beat is in flight. */
@@ -111,26 +133,24 @@ export class Heartbeat {
   }
 
   private async beat(): Promise<void> {
-    const { client, jobId, machine, log } = this.o;
+    const { lease, log } = this.o;
     try {
       const progress = this.o.progressFile ? await readProgressFile(this.o.progressFile) : undefined;
       const sentAt = performance.now();
-      const { status } = await client.heartbeat(jobId, machine, progress);
-      if (this.failuresInARow > 0) log.info({ job: jobId, failed: this.failuresInARow }, 'heartbeat: coordinator reachable again');
+      const status = await lease.heartbeat(progress);
+      if (this.failuresInARow > 0) log.info({ failed: this.failuresInARow }, 'heartbeat: coordinator reachable again');
       this.failuresInARow = 0;
       if (status === 'running') {
         this.beats++;
+        if (progress) this.sentProgress = true;
         this.confirmedAt = Math.max(this.confirmedAt, sentAt);
+        this.o.onRunning?.(this.beats);
         return;
       }
       this.markLost(status);
     } catch (err) {
-      if (err instanceof DroverApiError && err.status === 404) {
-        this.markLost('deleted');
-        return;
-      }
       this.failuresInARow++;
-      log.warn({ job: jobId, err: (err as Error).message, failuresInARow: this.failuresInARow }, 'heartbeat failed; the job keeps running and the next beat goes out on schedule');
+      log.warn({ err: (err as Error).message, failuresInARow: this.failuresInARow }, 'heartbeat failed; the job keeps running and the next beat goes out on schedule');
     }
   }
 

@@ -14,6 +14,8 @@
 import http from 'node:http';
 
 export const DEFAULT_IMDS_URL = 'http://169.254.169.254';
+/** The IMDS URL that says there is none (not on SaladCloud). */
+export const IMDS_OFF = 'off';
 
 /** Where the client reports what it did and what failed; `console` fits. */
 export interface ImdsLog {
@@ -31,10 +33,6 @@ export interface ImdsOptions {
   log?: ImdsLog;
   /** Called with 1 instead of reallocating/recreating when not on SaladCloud (default process.exit). */
   exit?: (code: number) => void;
-  /** Deletion cost held while withRaisedDeletionCost's function runs (default 1000). */
-  raisedDeletionCost?: number;
-  /** Deletion cost restored afterwards (default 0, SaladCloud's default). */
-  baseDeletionCost?: number;
 }
 
 const MAX_REASON = 1000;
@@ -45,12 +43,10 @@ export class ImdsClient {
   readonly baseUrl: string;
   readonly machineId: string | undefined;
   readonly timeoutMs: number;
-  readonly raisedDeletionCost: number;
-  readonly baseDeletionCost: number;
   private readonly log: ImdsLog;
   private readonly exit: (code: number) => void;
-  /** How many withRaisedDeletionCost calls are running: the cost is raised on 0→1 and restored on 1→0. */
-  private raised = 0;
+  /** A deletion cost is set several times per job: after one failure, the next ones are not logged until one works. */
+  private deletionCostFailing = false;
 
   constructor(options: ImdsOptions = {}) {
     this.baseUrl = (options.baseUrl ?? DEFAULT_IMDS_URL).replace(/\/+$/, '');
@@ -58,8 +54,6 @@ export class ImdsClient {
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.log = options.log ?? console;
     this.exit = options.exit ?? ((code) => process.exit(code));
-    this.raisedDeletionCost = options.raisedDeletionCost ?? 1000;
-    this.baseDeletionCost = options.baseDeletionCost ?? 0;
   }
 
   /** A client configured from DROVER_IMDS_URL and SALAD_MACHINE_ID; `options` override. */
@@ -67,9 +61,12 @@ export class ImdsClient {
     return new ImdsClient({ baseUrl: env.DROVER_IMDS_URL || undefined, machineId: env.SALAD_MACHINE_ID || undefined, ...options });
   }
 
-  /** True when running on a SaladCloud node (SALAD_MACHINE_ID set and not 'LOCAL'). */
+  /**
+   * True when running on a SaladCloud node: SALAD_MACHINE_ID set and not 'LOCAL', and the IMDS URL
+   * not `off` (what `drover up` gives its local workers: there is no IMDS on a laptop).
+   */
   get onSalad(): boolean {
-    return this.machineId !== undefined && this.machineId !== '' && this.machineId !== 'LOCAL';
+    return this.machineId !== undefined && this.machineId !== '' && this.machineId !== 'LOCAL' && this.baseUrl !== IMDS_OFF;
   }
 
   /**
@@ -108,32 +105,27 @@ export class ImdsClient {
       return false;
     }
     if (!this.onSalad) return true;
-    return this.call('PUT', '/v1/deletion-cost', { deletion_cost: cost });
+    const failure = await this.attempt('PUT', '/v1/deletion-cost', { deletion_cost: cost });
+    if (failure !== undefined && !this.deletionCostFailing) this.log.warn(`${failure} (until a deletion cost is set again, further failures are not logged)`);
+    this.deletionCostFailing = failure !== undefined;
+    return failure === undefined;
   }
 
-  /**
-   * Runs fn with this instance's deletion cost raised (so a scale-down picks other instances while, e.g.,
-   * final uploads run) and restores the base cost afterwards, also when fn throws. Overlapping calls
-   * share one raise: the cost is restored when the last of them finishes.
-   */
-  async withRaisedDeletionCost<T>(fn: () => Promise<T> | T): Promise<T> {
-    if (this.raised++ === 0) await this.setDeletionCost(this.raisedDeletionCost);
-    try {
-      return await fn();
-    } finally {
-      if (--this.raised === 0) await this.setDeletionCost(this.baseDeletionCost);
-    }
-  }
-
+  /** One call; a failure is logged. */
   private async call(method: string, path: string, body: object | undefined): Promise<boolean> {
+    const failure = await this.attempt(method, path, body);
+    if (failure !== undefined) this.log.warn(failure);
+    return failure === undefined;
+  }
+
+  /** One call: undefined when it worked, else what went wrong. */
+  private async attempt(method: string, path: string, body: object | undefined): Promise<string | undefined> {
     try {
       const { status, text } = await this.send(method, path, body);
-      if (status >= 200 && status < 300) return true;
-      this.log.warn(`imds: ${method} ${path} answered ${status}${text ? `: ${text.slice(0, 500)}` : ''}`);
-      return false;
+      if (status >= 200 && status < 300) return undefined;
+      return `imds: ${method} ${path} answered ${status}${text ? `: ${text.slice(0, 500)}` : ''}`;
     } catch (e) {
-      this.log.warn(`imds: ${method} ${path} failed: ${e instanceof Error ? e.message : String(e)}`);
-      return false;
+      return `imds: ${method} ${path} failed: ${e instanceof Error ? e.message : String(e)}`;
     }
   }
 

@@ -1,4 +1,5 @@
-export { ImdsClient, DEFAULT_IMDS_URL, type ImdsLog, type ImdsOptions } from './imds.js';
+export { ImdsClient, DEFAULT_IMDS_URL, IMDS_OFF, type ImdsLog, type ImdsOptions } from './imds.js';
+export { DeletionCost, DELETION_COST } from './deletion-cost.js';
 export { PathNotAllowedError, resolveLocalPath, type LocalPathRoots } from './paths.js';
 export { compileGlob, type PathMatcher } from './glob.js';
 export { StateFile, type StateFileOptions, type StateJob, type StateJobStatus, type StateSnapshot } from './state-file.js';
@@ -9,3 +10,7 @@ export { JobProcess, type JobExit, type JobProcessOptions } from './job-process.
 export { planSync, syncBlockOf, SyncPlanError, INTERNAL_DIR, type SyncPlan, type SyncRule, type WorkerFolders } from './sync-plan.js';
 export { DuringSync, downloadBefore, uploadAfter, type DuringSyncOptions, type SyncContext } from './data-sync.js';
 export { Worker, type WorkerDeps } from './worker.js';
+export { JobRun, type Ending, type JobRunContext } from './job-run.js';
+export { AccessDeniedError, ReportRefusedError, type ClaimOptions, type JobLease, type JobSource, type LogShipment } from './source/job-source.js';
+export { CoordinatorSource } from './source/coordinator.js';
+export { LogShipper, storableLine, LOG_FLUSH_INTERVAL_MS, MAX_BUFFER_BYTES, type LogShipperOptions } from './log-shipper.js';

@@ -1,6 +1,7 @@
 // A job's process: spawned without a shell (the command and its arguments go to execve as given),
 // in its own process group so a signal reaches everything it started (a wrapper script's
-// children too). Its stdout and stderr are logged line by line, tagged with the job id.
+// children too). Its stdout and stderr are logged line by line, tagged with the job id, and handed
+// to `onLine` (the log shipper).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
@@ -14,12 +15,14 @@ export interface JobExit {
 }
 
 export interface JobProcessOptions {
-  jobId: string;
   command: string;
   args: string[];
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** The job's logger (it carries the job's id). */
   log: Logger;
+  /** Each line of output, besides the log (the log shipper takes them). */
+  onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
 }
 
 /** Process groups of running jobs, killed if the worker itself exits. */
@@ -53,7 +56,10 @@ export class JobProcess {
     for (const stream of ['stdout', 'stderr'] as const) {
       const source = this.child[stream];
       if (!source) continue;
-      createInterface({ input: source, crlfDelay: Infinity }).on('line', (line) => o.log.info({ job: o.jobId, stream }, line));
+      createInterface({ input: source, crlfDelay: Infinity }).on('line', (line) => {
+        o.log.info({ stream }, line);
+        o.onLine?.(stream, line);
+      });
     }
     this.exited = new Promise<JobExit>((resolve) => {
       this.child.once('error', (err) => {
@@ -98,12 +104,12 @@ export class JobProcess {
    */
   async stop(first: NodeJS.Signals, graceMs: number): Promise<JobExit> {
     if (!this.done) {
-      this.o.log.info({ job: this.o.jobId, signal: first, graceMs }, 'stopping the job process');
+      this.o.log.info({ signal: first, graceMs }, 'stopping the job process');
       this.signal(first);
       let timer: NodeJS.Timeout | undefined;
       const killed = new Promise<void>((resolve) => {
         timer = setTimeout(() => {
-          if (!this.done) this.o.log.warn({ job: this.o.jobId }, `job process still running ${graceMs} ms after ${first}: SIGKILL`);
+          if (!this.done) this.o.log.warn(`job process still running ${graceMs} ms after ${first}: SIGKILL`);
           this.signal('SIGKILL');
           resolve();
         }, graceMs);

@@ -1,102 +1,66 @@
-// The worker's main loop (seed 002, "Job Lifecycle"): claim a job, download its data, run its
-// command, heartbeat, upload while it runs, and after it exits report the outcome. A job's
-// after-exit work (last uploads, then completed/failed) runs in the background with its heartbeat
-// still going, while this worker already runs the next job.
-import { cp, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
+// The worker's main loop (seed 002, "Job Lifecycle"): claim a job from the source, run the attempt
+// (job-run.ts: download, run, upload, report), repeat. A job's after-exit work (last uploads, then
+// completed/failed) runs in the background with its heartbeat still going, while this worker
+// already runs the next job. The loop also owns what spans jobs: reallocating the node after
+// MAX_JOB_FAILURES or MAX_TIME_WITH_NO_WORK_S, recreating it between jobs, the node's deletion
+// cost, and shutdown.
+import { mkdir, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Job } from '@drover/protocol';
-import { DroverApiError, DroverClient, type Machine } from '@drover/sdk';
+import { backoffDelay } from '@drover/common';
+import { DroverClient, type Machine } from '@drover/sdk';
 import { describeStore, errorMessage, MiB, openStore, StoreSettingError, type ObjectStore, type TransferOptions } from '@drover/storage';
 import pino, { type Logger } from 'pino';
 import { WorkerConfigError, type WorkerConfig } from './config.js';
-import { DuringSync, downloadBefore, uploadAfter, type SyncContext } from './data-sync.js';
-import { Heartbeat } from './heartbeat.js';
+import { DeletionCost } from './deletion-cost.js';
+import { emptyFolder } from './folders.js';
 import { ImdsClient } from './imds.js';
-import { JobProcess, type JobExit } from './job-process.js';
-import { PathNotAllowedError } from './paths.js';
+import { JobRun, type Ending } from './job-run.js';
+import { CoordinatorSource } from './source/coordinator.js';
+import { AccessDeniedError, type JobLease, type JobSource } from './source/job-source.js';
 import { StateFile } from './state-file.js';
-import { INTERNAL_DIR, planSync, SyncPlanError, type SyncPlan, type SyncRule } from './sync-plan.js';
+import { INTERNAL_DIR } from './sync-plan.js';
+
+/** A refused key is tried this many times (1 s, then 2 s apart) before the worker exits 2. */
+const AUTH_TRIES = 3;
+const AUTH_RETRY = { baseMs: 1000, maxMs: 2000, jitter: 'none' } as const;
 
 export interface WorkerDeps {
   log?: Logger;
   client?: DroverClient;
+  /** Where jobs come from; by default the SQS queue of cfg.sqs, else the coordinator at cfg.apiUrl. */
+  source?: JobSource;
   store?: ObjectStore;
   imds?: ImdsClient;
 }
 
-type Report = 'completed' | 'failed' | 'release';
-
-/** Empties a folder without removing it (it may be a mount point or a legacy folder). */
-async function emptyFolder(dir: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  await Promise.all(names.map((n) => rm(path.join(dir, n), { recursive: true, force: true })));
-}
-
-/** The folders that are not inside another one of the list. */
-function topFolders(folders: readonly string[]): string[] {
-  const sorted = [...new Set(folders)].sort((a, b) => a.length - b.length);
-  return sorted.filter((f, i) => !sorted.slice(0, i).some((t) => f.startsWith(t + path.sep)));
-}
-
-/**
- * Moves the contents of `folders` into numbered folders below `asideRoot` (rename; a copy when the
- * folder is on another filesystem) and returns where each path now is.
- */
-async function moveAside(folders: readonly string[], asideRoot: string): Promise<(p: string) => string> {
-  const tops = topFolders(folders);
-  for (const [i, top] of tops.entries()) {
-    const dest = path.join(asideRoot, String(i));
-    await mkdir(dest, { recursive: true });
-    for (const name of await readdir(top).catch(() => [] as string[])) {
-      const from = path.join(top, name);
-      const to = path.join(dest, name);
-      try {
-        await rename(from, to);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-        await cp(from, to, { recursive: true, preserveTimestamps: true });
-        await rm(from, { recursive: true, force: true });
-      }
-    }
-  }
-  return (p) => {
-    const i = tops.findIndex((t) => p === t || p.startsWith(t + path.sep));
-    return i < 0 ? p : path.join(asideRoot, String(i), path.relative(tops[i] as string, p));
-  };
-}
-
 export class Worker {
-  readonly machine: Machine;
   private readonly stopping = new AbortController();
   private readonly background = new Set<Promise<void>>();
+  /** Jobs whose attempt ended here but is still uploading or reporting, by job id. */
+  private readonly finishing = new Map<string, Promise<void>>();
   private failuresReported = 0;
   private reallocateReason: string | undefined;
   /** Ends the claim in flight (a long-poll) early, e.g. once the node is to be reallocated. */
   private claimWake: AbortController | undefined;
-  private longPoll: boolean;
-  private readonly internal: string;
   private readonly transfer: TransferOptions;
+  private readonly deletionCost: DeletionCost;
+  /** Claims refused for the worker's credentials in a row; at AUTH_TRIES the worker gives up. */
+  private accessDenied = 0;
+  /** Why the worker gave up, when it did (the CLI prints it as its one line on stderr). */
+  fatalError: string | undefined;
   jobsRun = 0;
 
   private constructor(
     readonly cfg: WorkerConfig,
+    readonly machine: Machine,
     private readonly log: Logger,
-    private readonly client: DroverClient,
+    private readonly source: JobSource,
     private readonly store: ObjectStore,
     private readonly imds: ImdsClient,
     private readonly state: StateFile,
   ) {
-    this.machine = { machine_id: cfg.machineId, container_group_id: cfg.containerGroupId };
-    this.longPoll = cfg.longPollS > 0;
-    this.internal = path.join(cfg.dataRoot, INTERNAL_DIR);
+    this.deletionCost = new DeletionCost(imds);
     this.transfer = {
       partSize: cfg.partSizeMiB * MiB,
       concurrency: cfg.partConcurrency,
@@ -128,9 +92,12 @@ export class Worker {
     }
     await mkdir(path.dirname(cfg.stateFile), { recursive: true });
     const state = await StateFile.create(cfg.stateFile);
-    const client = deps.client ?? new DroverClient({ url: cfg.apiUrl, key: cfg.apiKey, retries: cfg.maxRetries });
+    const machine = { machine_id: cfg.machineId, container_group_id: cfg.containerGroupId };
+    const source = deps.source ?? (cfg.sqs
+      ? await (await import('./source/sqs.js')).SqsSource.open(cfg.sqs, { store, machineId: cfg.machineId, log, longPollS: cfg.longPollS })
+      : new CoordinatorSource(deps.client ?? new DroverClient({ url: cfg.apiUrl, key: cfg.apiKey, retries: cfg.maxRetries }), machine, { url: cfg.apiUrl, longPollS: cfg.longPollS, log }));
     const imds = deps.imds ?? new ImdsClient({ baseUrl: cfg.imdsUrl, machineId: cfg.saladMachineId, log: { info: (m) => log.info(m), warn: (m) => log.warn(m) } });
-    return new Worker(cfg, log, client, store, imds, state);
+    return new Worker(cfg, machine, log, source, store, imds, state);
   }
 
   /** Asks the worker to stop: the running job gets SIGTERM, its last uploads finish, it is released. */
@@ -148,24 +115,39 @@ export class Worker {
   async run(): Promise<number> {
     const { cfg, log } = this;
     log.info(
-      { coordinator: cfg.apiUrl, machine: cfg.machineId, group: cfg.containerGroupId, storage: describeStore(cfg.storage), dataRoot: cfg.dataRoot, stateFile: cfg.stateFile },
+      { source: this.source.description, group: cfg.containerGroupId, storage: describeStore(cfg.storage), dataRoot: cfg.dataRoot, stateFile: cfg.stateFile },
       'drover worker started',
     );
+    await this.deletionCost.idle();
     let idleSince = Date.now();
+    let code = 0;
     while (!this.stopped) {
       if (this.reallocateReason !== undefined) {
         await this.drain();
-        await this.imds.reallocate(this.reallocateReason);
-        await this.untilStopped();
+        code = await this.reallocate(this.reallocateReason);
         break;
       }
-      if (cfg.maxTimeWithNoWorkS > 0 && this.background.size === 0 && Date.now() - idleSince >= cfg.maxTimeWithNoWorkS * 1000) {
-        log.info({ idleS: Math.round((Date.now() - idleSince) / 1000) }, 'no work for MAX_TIME_WITH_NO_WORK_S: exiting');
+      if (cfg.maxTimeWithNoWorkS > 0 && Date.now() - idleSince >= cfg.maxTimeWithNoWorkS * 1000) {
+        if (this.background.size > 0) {
+          // As Kelpie does: let the last uploads finish, then look for work once more.
+          await this.drain();
+        } else {
+          // A node that gets no work is often banned from the group's jobs: another node may get them.
+          const reason = `drover worker: no work for ${cfg.maxTimeWithNoWorkS} s (MAX_TIME_WITH_NO_WORK_S)`;
+          if (this.imds.onSalad) code = await this.reallocate(reason);
+          else log.info({ idleS: Math.round((Date.now() - idleSince) / 1000) }, 'no work for MAX_TIME_WITH_NO_WORK_S: exiting (not on SaladCloud: nothing to reallocate)');
+          break;
+        }
+      }
+      // A long-poll must not outlast the idle limit: the reallocation would wait for it.
+      const idleLeftS = cfg.maxTimeWithNoWorkS > 0 ? Math.max(1, Math.ceil(cfg.maxTimeWithNoWorkS - (Date.now() - idleSince) / 1000)) : Infinity;
+      const lease = await this.claim(idleLeftS);
+      if (this.fatalError !== undefined) {
+        code = 2;
         break;
       }
-      const claimed = await this.claim();
-      if (!claimed) continue;
-      await this.runJob(claimed.job, claimed.sentAt);
+      if (!lease) continue;
+      await this.runJob(lease);
       this.jobsRun++;
       idleSince = Date.now();
       if (cfg.recreateBetweenJobs && !this.stopped) {
@@ -177,7 +159,22 @@ export class Worker {
     }
     await this.drain();
     await this.state.flush();
+    await this.deletionCost.settled();
     log.info({ jobs: this.jobsRun }, 'drover worker stopped');
+    return code;
+  }
+
+  /**
+   * Asks SaladCloud to move this instance to another node and waits to be stopped; resolves with
+   * the exit code (1 when the reallocation could not be asked for: a container that exits is
+   * restarted, one that waits forever is paid for).
+   */
+  private async reallocate(reason: string): Promise<number> {
+    if (!(await this.imds.reallocate(reason))) {
+      if (this.imds.onSalad) this.log.error({ reason }, 'the reallocation failed: exiting with 1');
+      return 1;
+    }
+    await this.untilStopped();
     return 0;
   }
 
@@ -199,276 +196,106 @@ export class Worker {
   }
 
   /**
-   * One claim. Long-polls a Drover coordinator; when the answer comes back empty sooner than the
-   * poll interval (Kelpie answers at once), waits out the rest of it, as Kelpie's worker polls.
+   * One claim. Long-polls a source that can wait; when the answer comes back empty sooner than it
+   * asked to wait (Kelpie answers at once), waits out the rest of the poll interval, as Kelpie's
+   * worker polls. A failure: at least a second. Never past maxWaitS.
    */
-  private async claim(): Promise<{ job: Job; sentAt: number } | undefined> {
+  private async claim(maxWaitS = Infinity): Promise<JobLease | undefined> {
     const started = Date.now();
-    const sentAt = performance.now();
     const wake = new AbortController();
     this.claimWake = wake;
     const signal = AbortSignal.any([this.stopping.signal, wake.signal]);
+    const waitS = this.source.waits ? Math.min(this.cfg.longPollS, maxWaitS) : undefined;
     let failed = false;
     try {
-      const job = await this.client.claimWork(this.machine, this.longPoll ? this.cfg.longPollS : undefined, { signal });
-      if (job) return { job, sentAt };
+      const lease = await this.source.claim({ waitS: waitS ?? 0, signal });
+      this.accessDenied = 0;
+      if (lease) return lease;
     } catch (err) {
       if (signal.aborted) return undefined;
-      if (this.longPoll && err instanceof DroverApiError && err.status === 400) {
-        this.log.warn({ err: err.message }, 'the coordinator refused a long-poll claim: polling without long-poll');
-        this.longPoll = false;
+      if (err instanceof AccessDeniedError) {
+        // A wrong key does not fix itself: a node that retries it forever is paid for doing nothing.
+        if (++this.accessDenied >= AUTH_TRIES) {
+          this.fatalError = err.message;
+          this.log.fatal({ tries: this.accessDenied }, `${err.message}: giving up`);
+          return undefined;
+        }
+        this.log.warn({ err: err.message, try: this.accessDenied, of: AUTH_TRIES }, 'the coordinator refused the API key; trying again');
+        await sleep(backoffDelay(AUTH_RETRY, this.accessDenied), undefined, { signal }).catch(() => {});
         return undefined;
       }
       failed = true;
       this.log.warn({ err: errorMessage(err) }, 'claiming work failed; trying again');
     }
-    // An empty answer: wait out the rest of the poll interval. A failure: at least a second.
-    const wait = this.cfg.pollIntervalS * 1000 - (Date.now() - started);
-    const delay = failed ? Math.max(wait, 1000) : wait;
+    const elapsed = Date.now() - started;
+    const longPolled = waitS !== undefined && this.source.waits && elapsed >= waitS * 900;
+    const wait = longPolled ? 0 : this.cfg.pollIntervalS * 1000 - elapsed;
+    const delay = Math.min(failed ? Math.max(wait, 1000) : wait, maxWaitS * 1000);
     if (delay > 0) await sleep(delay, undefined, { signal }).catch(() => {});
     return undefined;
   }
 
-  private folders() {
-    return { dataRoot: this.cfg.dataRoot, inputDir: this.cfg.inputDir, outputDir: this.cfg.outputDir, checkpointDir: this.cfg.checkpointDir };
-  }
-
-  /** Runs one job (claimed by a request sent at `claimedAt`); resolves once this worker is free for the next one. */
-  private async runJob(job: Job, claimedAt: number): Promise<void> {
-    const { cfg, state } = this;
-    const log = this.log.child({ job: job.id, attempt: job.attempt });
-    log.info({ command: job.command, arguments: job.arguments, heartbeatS: job.heartbeat_interval }, 'claimed a job');
-    const lost = new AbortController();
-    let lostStatus = '';
-    const progressFile = path.join(this.internal, 'progress', `${job.id}.json`);
-    await rm(progressFile, { force: true });
-    const heartbeat = new Heartbeat({
-      client: this.client, jobId: job.id, machine: this.machine, intervalMs: job.heartbeat_interval * 1000, progressFile, log,
-      // A Kelpie coordinator does not say: its lease is 2 × heartbeat_interval.
-      leaseMs: (job.lease_timeout ?? 2 * job.heartbeat_interval) * 1000,
-      claimedAt,
-      onLost: (status) => {
-        lostStatus = status;
-        log.warn({ status }, 'the coordinator no longer has this job running here: stopping it');
-        lost.abort();
-      },
-    }).start();
-    let proc: JobProcess | undefined;
-    let during: DuringSync | undefined;
-    try {
-      await state.dropFinished().catch(() => {});
-      await state.addJob(job.id).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not update the state file'));
-      const ctx: SyncContext = { store: this.store, transfer: this.fenced(heartbeat, lost.signal), state, jobId: job.id, log, signal: AbortSignal.any([lost.signal, this.stopping.signal]) };
-
-      let plan: SyncPlan;
-      try {
-        plan = await planSync(job, this.folders());
-      } catch (err) {
-        if (!(err instanceof PathNotAllowedError || err instanceof SyncPlanError)) throw err;
-        log.error({ err: err.message }, `job refused: ${err.message}`);
-        await this.settle(job, heartbeat, 'failed', log, `job refused: ${err.message}`);
+  /** Runs one attempt; resolves once this worker is free for the next job. */
+  private async runJob(lease: JobLease): Promise<void> {
+    const earlier = this.finishing.get(lease.job.id);
+    if (earlier) {
+      // Its lease lapsed while this node was still finishing an earlier attempt (uploads, or a report
+      // held up by an outage), and the claim handed it back here. Running beside that attempt would
+      // write data after its report ended the job: wait for it to end, then run only if the job still
+      // wants running (a failed attempt's retry does; a completed one's does not).
+      this.log.warn({ job: lease.job.id, attempt: lease.job.attempt }, 'claimed a job this node is still finishing: waiting for that attempt to end');
+      // The new lease is renewed while waiting, so it does not lapse behind a long final upload.
+      let ended = false;
+      void earlier.then(() => (ended = true));
+      let status = 'running';
+      while (!ended && status === 'running') {
+        const tick = new AbortController();
+        await Promise.race([earlier, sleep(lease.leaseMs / 3, undefined, { signal: tick.signal }).catch(() => {})]);
+        tick.abort();
+        if (!ended) status = await this.renew(lease);
+      }
+      if (status === 'running') status = await this.renew(lease);
+      if (status !== 'running') {
+        this.log.info({ job: lease.job.id, attempt: lease.job.attempt, status }, 'the job ended with the attempt this node was finishing: not run again');
         return;
       }
-      const allFolders = [...plan.folders, cfg.inputDir, cfg.outputDir, cfg.checkpointDir];
-      for (const f of allFolders) {
-        await mkdir(f, { recursive: true });
-        await emptyFolder(f);
-      }
-
-      // Before-sync.
-      try {
-        const got = await downloadBefore(plan.before, ctx);
-        if (plan.before.length > 0) log.info({ files: got.files, bytes: got.bytes }, 'inputs downloaded');
-      } catch (err) {
-        await this.purge(allFolders);
-        if (lost.signal.aborted) return this.dropLost(job, heartbeat, lostStatus, log);
-        if (this.stopped) return this.settle(job, heartbeat, 'release', log);
-        log.error({ err: errorMessage(err) }, 'downloading the job\'s data failed');
-        return this.settle(job, heartbeat, 'failed', log, `downloading the job's data failed: ${errorMessage(err)}`);
-      }
-
-      // Only losing the job stops its uploads: on shutdown the last checkpoint must still go up.
-      during = new DuringSync(plan.during, { ...ctx, signal: lost.signal, snapshotDir: path.join(this.internal, 'snapshots'), settleMs: cfg.settleS * 1000 });
-      await during.start();
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        ...(job.environment ?? {}),
-        KELPIE_JOB_ID: job.id,
-        KELPIE_STATE_FILE: cfg.stateFile,
-        INPUT_DIR: cfg.inputDir,
-        OUTPUT_DIR: cfg.outputDir,
-        CHECKPOINT_DIR: cfg.checkpointDir,
-        DROVER_PROGRESS_FILE: progressFile,
-        // Relative sync local_paths are relative to the data root, not to the job's working directory.
-        DROVER_DATA_ROOT: cfg.dataRoot,
-      };
-      proc = new JobProcess({ jobId: job.id, command: job.command, args: job.arguments ?? [], env, cwd: process.cwd(), log });
-      log.info({ pid: proc.pid }, 'job process started');
-
-      const listeners = new AbortController(); // removes the two listeners below once the race is over
-      const stopRequested = new Promise<'lost' | 'shutdown'>((resolve) => {
-        lost.signal.addEventListener('abort', () => resolve('lost'), { once: true, signal: listeners.signal });
-        this.stopping.signal.addEventListener('abort', () => resolve('shutdown'), { once: true, signal: listeners.signal });
-        if (lost.signal.aborted) resolve('lost');
-        if (this.stopped) resolve('shutdown');
+    }
+    const run = new JobRun(lease, {
+      cfg: this.cfg,
+      store: this.store,
+      state: this.state,
+      deletionCost: this.deletionCost,
+      transfer: this.transfer,
+      stopping: this.stopping.signal,
+      onEnded: (ending, reported) => this.ended(ending, reported, lease),
+    }, this.log);
+    const rest = await run.start();
+    if (rest) {
+      const task: Promise<void> = rest.background.finally(() => {
+        this.background.delete(task);
+        if (this.finishing.get(lease.job.id) === task) this.finishing.delete(lease.job.id);
       });
-      const first = await Promise.race([proc.exited, stopRequested]);
-      listeners.abort();
-      let exit: JobExit;
-      if (first === 'lost') {
-        await proc.stop('SIGINT', cfg.killGraceS * 1000);
-        await during.abandon();
-        await this.purge(allFolders);
-        return this.dropLost(job, heartbeat, lostStatus, log);
-      } else if (first === 'shutdown') {
-        // The node is going away: let the app save a checkpoint, upload it, hand the job back.
-        exit = await proc.stop('SIGTERM', cfg.killGraceS * 1000);
-        await state.setExit(job.id, exit.code).catch(() => {});
-        if (exit.code !== 0 || lost.signal.aborted) {
-          await during.finish().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'last checkpoint upload failed'));
-          await this.purge(allFolders);
-          if (lost.signal.aborted) return this.dropLost(job, heartbeat, lostStatus, log);
-          return this.settle(job, heartbeat, 'release', log);
-        }
-        // It finished just then: finish the job normally, in the foreground.
-        await this.afterExit(job, exit, plan, during, heartbeat, lost.signal, allFolders, log);
-        return;
-      } else {
-        exit = first;
-      }
-      await state.setExit(job.id, exit.code).catch(() => {});
-      log.info({ code: exit.code, signal: exit.signal }, exit.startError ? `the command could not be started: ${exit.startError.message}` : 'job process exited');
-      // The folders move aside so the next job starts with empty ones while this one's uploads run.
-      await during.pause();
-      const aside = path.join(this.internal, 'aside', `${job.id}-${job.attempt}`);
-      const uploadFolders = [...plan.during, ...plan.after].map((r) => r.localPath);
-      const relocate = await moveAside(uploadFolders, aside);
-      during.relocate(relocate);
-      const after = plan.after.map((r): SyncRule => ({ ...r, localPath: relocate(r.localPath) }));
-      await this.purge(allFolders);
-      const task = this.afterExit(job, exit, { ...plan, after }, during, heartbeat, lost.signal, [aside], log)
-        .catch((err: unknown) => log.error({ err: errorMessage(err) }, 'finishing the job failed'))
-        .finally(() => this.background.delete(task));
+      this.finishing.set(lease.job.id, task);
       this.background.add(task);
-    } catch (err) {
-      // Something this worker did not foresee (a folder it cannot write, a full disk): the job fails
-      // here, the worker lives on.
-      log.error({ err: errorMessage(err) }, 'running the job failed');
-      await proc?.stop('SIGKILL', 0);
-      await during?.abandon();
-      await this.settle(job, heartbeat, 'failed', log, `running the job failed: ${errorMessage(err)}`);
     }
   }
 
-  /** Last uploads of an exited job, then its report; the heartbeat runs until the report. */
-  private async afterExit(job: Job, exit: JobExit, plan: SyncPlan, during: DuringSync, heartbeat: Heartbeat, lost: AbortSignal, cleanup: string[], log: Logger): Promise<void> {
-    const ctx: SyncContext = { store: this.store, transfer: this.fenced(heartbeat, lost), state: this.state, jobId: job.id, log, signal: lost };
-    let outcome: Report = exit.code === 0 ? 'completed' : 'failed';
-    let reason = exit.code === 0 ? undefined : exitReason(exit);
-    try {
-      await this.imds.withRaisedDeletionCost(async () => {
-        try {
-          await during.finish();
-        } catch (err) {
-          if (lost.aborted) return;
-          log.error({ err: errorMessage(err) }, 'uploading the last files failed');
-          reason = `${reason ? `${reason}; ` : ''}uploading the last files failed: ${errorMessage(err)}`;
-          outcome = 'failed';
-          return;
-        }
-        if (outcome !== 'completed' || plan.after.length === 0) return;
-        try {
-          const r = await uploadAfter(plan.after, ctx, during);
-          log.info({ files: r.files, bytes: r.bytes }, 'outputs uploaded');
-        } catch (err) {
-          if (lost.aborted) return;
-          log.error({ err: errorMessage(err) }, 'uploading the outputs failed: reporting the job failed');
-          reason = `uploading the outputs failed: ${errorMessage(err)}`;
-          outcome = 'failed';
-        }
-      });
-    } finally {
-      await this.purge(cleanup);
-    }
-    if (lost.aborted) return this.dropLost(job, heartbeat, '', log);
-    await this.settle(job, heartbeat, outcome, log, reason);
+  /** One renewal of a lease; when the source cannot be reached the job is taken as still running (the attempt finds out). */
+  private renew(lease: JobLease): Promise<string> {
+    return lease.heartbeat().catch((err: unknown) => {
+      this.log.warn({ job: lease.job.id, err: errorMessage(err) }, 'renewing the lease failed; trying again');
+      return 'running';
+    });
   }
 
-  /** The transfer options for a job's data: every write is fenced by the job's lease (see Heartbeat.fence). */
-  private fenced(heartbeat: Heartbeat, lost: AbortSignal): TransferOptions {
-    return { ...this.transfer, beforeCommit: () => heartbeat.fence(lost) };
-  }
-
-  private async purge(folders: readonly string[]): Promise<void> {
-    for (const f of folders) await emptyFolder(f).catch((err: unknown) => this.log.warn({ folder: f, err: errorMessage(err) }, 'could not purge'));
-    for (const f of folders) if (f.startsWith(path.join(this.internal, 'aside') + path.sep)) await rm(f, { recursive: true, force: true }).catch(() => {});
-  }
-
-  private async dropLost(job: Job, heartbeat: Heartbeat, status: string, log: Logger): Promise<void> {
-    await heartbeat.stop();
-    await this.state.setStatus(job.id, 'canceled').catch(() => {});
-    log.info({ status }, 'job dropped');
-  }
-
-  /**
-   * Stops the heartbeat and reports the job; a failure counts towards MAX_JOB_FAILURES. `reason`
-   * says why a failed attempt failed (kept in the job's events).
-   */
-  private async settle(job: Job, heartbeat: Heartbeat, report: Report, log: Logger, reason?: string): Promise<void> {
-    await heartbeat.stop();
-    const ok = await this.report(job, report, log, reason);
-    await this.state.setStatus(job.id, report === 'completed' ? 'completed' : report === 'failed' ? 'failed' : 'canceled').catch(() => {});
-    if (report === 'failed' && ok) {
-      this.failuresReported++;
-      if (this.failuresReported >= this.cfg.maxJobFailures && this.reallocateReason === undefined) {
-        this.reallocateReason = `drover worker: ${this.failuresReported} jobs failed on this machine (MAX_JOB_FAILURES=${this.cfg.maxJobFailures})`;
-        log.warn(this.reallocateReason);
-        this.claimWake?.abort(); // a long-poll in flight must not hold the reallocation up
-      }
+  /** A failure this worker reported counts towards MAX_JOB_FAILURES: then the node is reallocated. */
+  private ended(ending: Ending, reported: boolean, lease: JobLease): void {
+    if (ending !== 'failed' || !reported) return;
+    this.failuresReported++;
+    if (this.failuresReported >= this.cfg.maxJobFailures && this.reallocateReason === undefined) {
+      this.reallocateReason = `drover worker: ${this.failuresReported} jobs failed on this machine (MAX_JOB_FAILURES=${this.cfg.maxJobFailures})`;
+      this.log.warn({ job: lease.job.id }, this.reallocateReason);
+      this.claimWake?.abort(); // a long-poll in flight must not hold the reallocation up
     }
   }
-
-  /**
-   * Sends the outcome, retrying transient failures with backoff for a few minutes (the output is
-   * already uploaded: giving up early would make another node run the job again).
-   */
-  private async report(job: Job, report: Report, log: Logger, reason?: string): Promise<boolean> {
-    let withReason = reason !== undefined;
-    const send = {
-      completed: () => this.client.completeJob(job.id, this.machine),
-      failed: () => this.client.failJob(job.id, this.machine, withReason ? reason : undefined),
-      release: () => this.client.releaseJob(job.id, this.machine),
-    }[report];
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await send();
-        log.info({ report, ...(reason !== undefined ? { reason } : {}) }, `job reported ${report === 'release' ? 'released' : report}`);
-        return true;
-      } catch (err) {
-        if (withReason && err instanceof DroverApiError && err.status === 400) {
-          // `reason` is Drover's: a Kelpie coordinator may refuse the field. Say it without.
-          withReason = false;
-          attempt--;
-          continue;
-        }
-        if (err instanceof DroverApiError && err.status >= 400 && err.status < 500) {
-          log.warn({ report, status: err.status, err: err.message }, 'the coordinator refused the report');
-          return false;
-        }
-        if (attempt >= 10) {
-          log.error({ report, err: errorMessage(err) }, 'could not report the job; its lease will lapse and another node will run it');
-          return false;
-        }
-        log.warn({ report, attempt, err: errorMessage(err) }, 'reporting the job failed; retrying');
-        await sleep(Math.min(30_000, 500 * 2 ** attempt));
-      }
-    }
-  }
-}
-
-/** Why a job process that did not exit 0 failed, for the job's events. */
-function exitReason(exit: JobExit): string {
-  if (exit.startError) return `the command could not be started: ${exit.startError.message}`;
-  if (exit.signal) return `the job process was killed by ${exit.signal}`;
-  return `the job process exited with code ${exit.code}`;
 }

@@ -1,14 +1,18 @@
 // `drover demo`: the seeds' demo run on a local cluster. Inputs for N series-sum jobs are uploaded,
 // the jobs submitted (worker-managed and app-managed data, alternating), one worker is killed with
 // SIGKILL mid-run and replaced, progress is shown live, and every sum is checked against the
-// closed form. True only when every job completed with the exact sum.
+// closed form. True only when every job completed with the exact sum. With `queue`, the jobs go
+// through that AWS SQS queue instead of the coordinator (the seeds' demo app 2): the workers run
+// `drover worker --queue`, and the progress shown is their job records.
 import { rm } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
-import type { Job } from '@drover/protocol';
+import { defaultSqsStatusPrefix, type Job, type JobDefinition } from '@drover/protocol';
 import { expectedSum, inputKey, outputKey, seriesSumJob } from '@drover/example-series-sum';
-import { openStore } from '@drover/storage';
-import { type ClusterSettings, startLocalCluster } from './local-cluster.js';
+import { openStore, type ObjectStore } from '@drover/storage';
+import { type ClusterSettings, type LocalCluster, startLocalCluster } from './local-cluster.js';
 import { formatDuration, formatTable, paint, paintStatus } from '../lib/output.js';
+import type { SqsQueue } from '@drover/worker/sqs';
+import { openQueue } from '../lib/queue.js';
 
 export interface DemoOptions extends ClusterSettings {
   jobs: number;
@@ -17,7 +21,12 @@ export interface DemoOptions extends ClusterSettings {
   steps: number;
   timeoutS: number;
   kill: boolean;
+  /** An SQS queue (URL or sqs://<name>, with a dead-letter queue) to run the jobs through, instead of the coordinator. */
+  queue?: string;
 }
+
+/** What the live table shows of a job: the coordinator's document, or the SQS job record. */
+type JobView = Pick<Job, 'machine_id' | 'attempt' | 'progress'> & { status: string };
 
 interface DemoJob {
   n: number;
@@ -26,7 +35,30 @@ interface DemoJob {
   prefix: string;
   start: bigint;
   end: bigint;
-  job?: Job;
+  job?: JobView;
+}
+
+/** Where the demo's jobs go and how it follows them. */
+interface JobSide {
+  submit(def: JobDefinition): Promise<string>;
+  get(id: string): Promise<JobView>;
+}
+
+function coordinatorSide(cluster: LocalCluster): JobSide {
+  return {
+    submit: async (def) => (await cluster.client.createJob(def)).id,
+    get: (id) => cluster.client.getJob(id),
+  };
+}
+
+/** The job records go to the demo's own bucket, beside the jobs' data. */
+async function queueSide(queue: SqsQueue, store: ObjectStore, bucket: string): Promise<JobSide> {
+  const { SqsRecords } = await import('@drover/worker/sqs');
+  const records = new SqsRecords(store, bucket, defaultSqsStatusPrefix(queue.name));
+  return {
+    submit: (def) => queue.send(JSON.stringify(def)),
+    get: async (id) => (await records.get(id)) ?? { status: 'pending', machine_id: null, attempt: 0, progress: null },
+  };
 }
 
 interface Result {
@@ -35,7 +67,7 @@ interface Result {
   error?: string;
 }
 
-const FINISHED = new Set(['completed', 'failed', 'canceled']);
+const FINISHED = new Set(['completed', 'failed', 'canceled', 'dead-lettered']);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -43,10 +75,18 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
   const began = Date.now();
   // The demo's folder is its own: start from nothing so every run does the same thing.
   await rm(opts.dir, { recursive: true, force: true });
+  const queue = opts.queue !== undefined ? await openQueue({ queue: opts.queue }) : undefined;
   const cluster = await startLocalCluster({
     ...opts,
     // Files settle fast in the demo's short runs.
-    workerEnv: { DROVER_SYNC_SETTLE_S: '0.2', DROVER_KILL_GRACE_S: '3' },
+    workerEnv: {
+      DROVER_SYNC_SETTLE_S: '0.2',
+      DROVER_KILL_GRACE_S: '3',
+      ...(queue ? { DROVER_SQS_QUEUE_URL: queue.url, DROVER_SQS_STATUS_BUCKET: opts.bucket } : {}),
+    },
+  }).catch((err: unknown) => {
+    queue?.close();
+    throw err;
   });
   let interrupted = false;
   const onSignal = () => {
@@ -56,8 +96,11 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    say(`${paint('bold', 'drover demo')}: coordinator ${cluster.url}, ${opts.workers} workers, storage ${cluster.storage}`);
-    const store = openStore({ storage: cluster.storage });
+    say(`${paint('bold', 'drover demo')}: jobs through ${queue ? `SQS queue ${queue.url}` : `the coordinator ${cluster.url}`}, ${opts.workers} workers, storage ${cluster.storage}`);
+    // Through SQS the jobs never reach the coordinator: its dashboard would show none.
+    if (!queue) say(`dashboard ${cluster.url}/ui/   (sign in with the API key ${cluster.key}; it shows the jobs, the kill and the resume live)`);
+    const bucket = openStore({ storage: cluster.storage });
+    const side = queue ? await queueSide(queue, bucket, opts.bucket) : coordinatorSide(cluster);
     const jobs: DemoJob[] = [];
     for (let n = 1; n <= opts.jobs; n++) {
       const mode = opts.mode === 'both' ? (n % 2 === 1 ? 'worker' : 'app') : opts.mode;
@@ -65,7 +108,7 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
       const start = 10n ** 15n + BigInt(n) * 10n ** 12n + 1n;
       const end = start + BigInt(opts.steps) - 1n;
       const prefix = `series-sum/job-${n}/`;
-      await store.put(opts.bucket, inputKey(prefix), Buffer.from(JSON.stringify({ start: start.toString(), end: end.toString() })));
+      await bucket.put(opts.bucket, inputKey(prefix), Buffer.from(JSON.stringify({ start: start.toString(), end: end.toString() })));
       const def = seriesSumJob({
         mode,
         bucket: opts.bucket,
@@ -75,8 +118,7 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
         saveIntervalSeconds: Math.max(opts.stepSeconds * 5, 0.5),
         heartbeatInterval: 1,
       });
-      const job = await cluster.client.createJob(def);
-      jobs.push({ n, id: job.id, mode, prefix, start, end, job });
+      jobs.push({ n, id: await side.submit(def), mode, prefix, start, end });
     }
     say(`uploaded ${jobs.length} inputs and submitted ${jobs.length} jobs (${opts.mode === 'both' ? 'worker- and app-managed data, alternating' : `${opts.mode}-managed data`})`);
 
@@ -84,7 +126,7 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
     const live = new LiveTable(jobs);
     let killed = !opts.kill;
     while (!interrupted) {
-      for (const j of jobs) j.job = await cluster.client.getJob(j.id);
+      for (const j of jobs) j.job = await side.get(j.id);
       live.render();
       if (jobs.every((j) => FINISHED.has(j.job?.status ?? ''))) break;
       if (Date.now() > deadline) {
@@ -110,7 +152,7 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
     const results = await Promise.all(
       jobs.map(async (j): Promise<Result> => {
         try {
-          return JSON.parse(await text(await store.getStream(opts.bucket, outputKey(j.prefix)))) as Result;
+          return JSON.parse(await text(await bucket.getStream(opts.bucket, outputKey(j.prefix)))) as Result;
         } catch (err) {
           return { error: `no output: ${(err as Error).message}` };
         }
@@ -140,11 +182,13 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
       `\n${ok ? paint('green', 'every sum is exact') : paint('red', `${rows.length - exact} of ${rows.length} sums are not exact`)}` +
         ` (${formatDuration((Date.now() - began) / 1000)}; logs in ${opts.dir}/logs)`,
     );
+    if (!ok && opts.queue !== undefined) say(`the unfinished jobs' messages are still in the queue: drover queue purge --queue ${opts.queue} --yes`);
     return ok;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await cluster.stop();
+    queue?.close();
   }
 }
 

@@ -1,6 +1,8 @@
 // The whole system on one machine: a coordinator on the embedded SQLite store (in this process),
 // local-folder storage, and N `drover worker` processes serving one container group. `drover up`
-// and `drover demo` both run on this.
+// and `drover demo` both run on this. With `autoscale`, no worker starts with the cluster: the
+// coordinator's autoscaler starts and stops them under the group's scaling rule (provider local),
+// through the pool below.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, fstatSync, mkdirSync, openSync } from 'node:fs';
@@ -8,8 +10,9 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import type { ScalingRule } from '@drover/protocol';
 import { DroverApiError, DroverClient } from '@drover/sdk';
-import { type RunningServer, startServer } from '@drover/server';
+import { type LocalNodePool, type RunningServer, startServer } from '@drover/server';
 import { type Profile, readProfile, writeProfile } from '../lib/profile.js';
 
 const DROVER_BIN = fileURLToPath(new URL('../../bin/drover.js', import.meta.url));
@@ -25,9 +28,26 @@ export interface ClusterSettings {
   bucket: string;
   /** Where to write the profile later commands read (default <dir>/profile.json). */
   profileFile: string;
+  /**
+   * The jobs' working directory: where `drover up` was started, so `drover submit -c python -a
+   * train.py` finds train.py there (each worker's own data root, for sync folders, is under <dir>/workers/).
+   * Default: this process's working directory.
+   */
+  jobCwd?: string;
+}
+
+export interface AutoscaleSettings {
+  /** the rule made for the cluster's group when it has none: 0 to `workers` workers, this idle threshold */
+  idleThresholdSeconds: number;
+  /** the autoscaler's re-evaluation period, ms (default 10 s: a worker that crashed is replaced soon) */
+  intervalMs?: number;
 }
 
 export interface LocalClusterOptions extends ClusterSettings {
+  /** Workers started and stopped by the autoscaler instead of `workers` started now. */
+  autoscale?: AutoscaleSettings;
+  /** Told when the autoscaler starts or stops a worker. */
+  onScale?: (event: { kind: 'start' | 'stop'; machineId: string; groupId: string }) => void;
   /** Extra environment for every worker (e.g. a shorter settle time for the demo). */
   workerEnv?: Record<string, string>;
   /** Called with each log line a worker prints (parsed pino JSON when it is). */
@@ -45,6 +65,9 @@ export interface WorkerLogLine {
 
 export interface LocalWorker {
   machineId: string;
+  groupId: string;
+  /** the autoscaler has told it to stop (it no longer counts as a replica) */
+  stopping: boolean;
   proc: ChildProcess;
   dataRoot: string;
   logFile: string;
@@ -62,7 +85,10 @@ export interface LocalCluster {
   profileFile: string;
   client: DroverClient;
   workers: LocalWorker[];
-  addWorker(): LocalWorker;
+  /** The rule the cluster's group scales by (with autoscale). */
+  scalingRule?: ScalingRule;
+  /** Starts a worker for the group (default: the cluster's). */
+  addWorker(groupId?: string): LocalWorker;
   /** A node dies: SIGKILL to the worker and every job process it started. */
   killNode(machineId: string): Promise<void>;
   /** SIGTERM to the workers (they release their jobs), wait for them, stop the coordinator. */
@@ -90,6 +116,19 @@ async function localUser(url: string, adminKey: string, profile: Profile | undef
       if (!(err instanceof DroverApiError && err.error === 'user_exists') || i > 3) throw err;
     }
   }
+}
+
+/**
+ * The scaling rule of the cluster's group: the one it has (a user's changes are kept), or a new one
+ * of provider local, 0 to `max` workers.
+ */
+async function localRule(client: DroverClient, groupId: string, max: number, idleThresholdSeconds: number): Promise<ScalingRule> {
+  try {
+    return await client.getScalingRule(groupId);
+  } catch (err) {
+    if (!(err instanceof DroverApiError && err.status === 404)) throw err;
+  }
+  return client.createScalingRule({ container_group_id: groupId, provider: 'local', min_replicas: 0, max_replicas: max, idle_threshold_seconds: idleThresholdSeconds });
 }
 
 /** Calls `onLine` with each line of `file` from byte `from` on, as it is appended, until `done` settles (then reads what is left). */
@@ -124,29 +163,55 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const storageDir = path.join(dir, 'storage');
   const logDir = path.join(dir, 'logs');
   for (const d of [dir, storageDir, path.join(storageDir, opts.bucket), logDir]) mkdirSync(d, { recursive: true });
-  // Only this process holds the admin key: it exists to create the local user, and changes every start.
-  const adminKey = process.env.DROVER_ADMIN_KEY || `drv_admin_${randomBytes(24).toString('hex')}`;
+  // The admin key: DROVER_ADMIN_KEY, else the one the profile kept (mode 0600), else a new one kept there.
+  const previous = readProfile(opts.profileFile);
+  const adminKey = process.env.DROVER_ADMIN_KEY || previous?.admin_key || `drv_admin_${randomBytes(24).toString('hex')}`;
+  const workers: LocalWorker[] = [];
+  let stopping: Promise<void> | undefined;
+  // The pool the autoscaler drives; it knows its user (and can start workers) once the user exists.
+  const late: { userId?: string; addWorker?: (groupId: string) => LocalWorker } = {};
+  const alive = (w: LocalWorker) => w.proc.exitCode === null && w.proc.signalCode === null;
+  const pool: LocalNodePool = {
+    get userId() {
+      return late.userId ?? '';
+    },
+    nodes: (groupId) => workers.filter((w) => w.groupId === groupId && !w.stopping && alive(w)),
+    start(groupId) {
+      if (!late.addWorker) throw new Error('the local cluster is still starting');
+      const w = late.addWorker(groupId);
+      opts.onScale?.({ kind: 'start', machineId: w.machineId, groupId });
+      return w;
+    },
+    async stop(node) {
+      const w = workers.find((x) => x.machineId === node.machineId && alive(x));
+      if (!w) return;
+      w.stopping = true;
+      opts.onScale?.({ kind: 'stop', machineId: w.machineId, groupId: w.groupId });
+      w.proc.kill('SIGTERM');
+      await w.exited;
+    },
+  };
   const server: RunningServer = await startServer({
     port: opts.port,
     host: opts.host,
     database: path.join(dir, 'drover.db'),
     adminKey,
     logLevel: opts.coordinatorLogLevel ?? 'warn',
+    ...(opts.autoscale ? { autoscaling: { localPool: pool, intervalMs: opts.autoscale.intervalMs ?? 10_000 } } : {}),
   });
   const url = server.url.replace('0.0.0.0', '127.0.0.1');
   let user: { key: string; username: string };
   try {
-    user = await localUser(url, adminKey, readProfile(opts.profileFile));
+    user = await localUser(url, adminKey, previous);
   } catch (err) {
     await server.close();
     throw err;
   }
   const storage = pathToFileURL(storageDir).toString();
-  writeProfile(opts.profileFile, { api_url: url, api_key: user.key, storage, container_group_id: opts.containerGroupId, bucket: opts.bucket });
+  writeProfile(opts.profileFile, { api_url: url, api_key: user.key, storage, container_group_id: opts.containerGroupId, bucket: opts.bucket, admin_key: adminKey });
 
-  const workers: LocalWorker[] = [];
   let seq = 0;
-  const addWorker = (): LocalWorker => {
+  const addWorker = (groupId = opts.containerGroupId): LocalWorker => {
     const machineId = `local-${++seq}`;
     const dataRoot = path.join(dir, 'workers', machineId);
     mkdirSync(dataRoot, { recursive: true });
@@ -158,24 +223,26 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     const logStart = fstatSync(logFd).size;
     // An IPC channel lets the worker notice when this process dies, even by kill -9.
     const proc = spawn(process.execPath, [DROVER_BIN, 'worker'], {
-      cwd: dataRoot,
+      cwd: opts.jobCwd ?? process.cwd(),
       stdio: ['ignore', logFd, logFd, 'ipc'],
       env: {
         ...process.env,
         KELPIE_API_URL: url,
         KELPIE_API_KEY: user.key,
         SALAD_MACHINE_ID: machineId,
-        SALAD_CONTAINER_GROUP_ID: opts.containerGroupId,
+        SALAD_CONTAINER_GROUP_ID: groupId,
         DROVER_DATA_ROOT: dataRoot,
         DROVER_STORAGE: storage,
-        // No instance metadata service on this machine: reallocation requests fail fast and are logged.
-        DROVER_IMDS_URL: 'http://127.0.0.1:9',
+        // Not on SaladCloud: no instance metadata service to call (no deletion cost; a reallocation exits 1).
+        DROVER_IMDS_URL: 'off',
         ...opts.workerEnv,
       },
     });
     closeSync(logFd);
     const worker: LocalWorker = {
       machineId,
+      groupId,
+      stopping: false,
       proc,
       dataRoot,
       logFile,
@@ -193,12 +260,29 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       if (line.msg === 'job process started' && typeof line.pid === 'number') worker.jobPids.push(line.pid);
       opts.onWorkerLog?.(machineId, line);
     });
+    // Autoscaled, workers come and go all day: the list keeps the ones alive.
+    if (opts.autoscale) for (let i = workers.length - 1; i >= 0; i--) if (!alive(workers[i]!)) workers.splice(i, 1);
     workers.push(worker);
+    // A worker that exits unasked (a crash) is one replica fewer: the autoscaler replaces it.
+    void worker.exited.then(() => {
+      if (opts.autoscale && !worker.stopping && !stopping && late.userId) server.autoscaler.poke(late.userId, groupId);
+    });
     return worker;
   };
-  for (let i = 0; i < opts.workers; i++) addWorker();
+  late.addWorker = addWorker;
+  let scalingRule: ScalingRule | undefined;
+  if (opts.autoscale) {
+    try {
+      late.userId = (await new DroverClient({ url, key: user.key }).me()).id;
+      scalingRule = await localRule(new DroverClient({ url, key: user.key }), opts.containerGroupId, opts.workers, opts.autoscale.idleThresholdSeconds);
+    } catch (err) {
+      await server.close();
+      throw err;
+    }
+  } else {
+    for (let i = 0; i < opts.workers; i++) addWorker();
+  }
 
-  let stopping: Promise<void> | undefined;
   return {
     url,
     key: user.key,
@@ -208,6 +292,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     profileFile: opts.profileFile,
     client: new DroverClient({ url, key: user.key }),
     workers,
+    ...(scalingRule ? { scalingRule } : {}),
     addWorker,
     async killNode(machineId) {
       const w = workers.find((x) => x.machineId === machineId);
@@ -224,7 +309,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     },
     stop() {
       stopping ??= (async () => {
-        const running = workers.filter((w) => w.proc.exitCode === null && w.proc.signalCode === null);
+        // First the autoscaler, so that it starts no worker while they are being stopped.
+        await server.autoscaler.stop();
+        const running = workers.filter(alive);
         for (const w of running) w.proc.kill('SIGTERM');
         await Promise.all(running.map((w) => w.exited));
         await server.close();

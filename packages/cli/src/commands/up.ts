@@ -42,7 +42,7 @@ function stopOnSignal(cluster: LocalCluster, what: string): Promise<void> {
 
 function clusterOptions(cmd: Command, defaults: { dir: string; port: number }): Command {
   return cmd
-    .option('-w, --workers <n>', 'worker processes', wholeNumber('--workers', 1, 64), 3)
+    .option('-w, --workers <n>', 'worker processes (with --autoscale: at most this many)', wholeNumber('--workers', 1, 64), 3)
     .option('-p, --port <port>', 'coordinator port (0 = any free port)', wholeNumber('--port', 0, 65535), defaults.port)
     .option('--host <host>', 'address the coordinator listens on', '127.0.0.1')
     .option('--dir <dir>', 'folder for the database, storage, worker data and logs', defaults.dir)
@@ -70,6 +70,7 @@ function clusterSettings(flags: ClusterFlags): ClusterSettings {
     containerGroupId: flags.group,
     bucket: flags.bucket,
     profileFile: path.resolve(flags.profile ?? path.join(flags.dir, 'profile.json')),
+    jobCwd: process.cwd(),
   };
 }
 
@@ -82,22 +83,43 @@ function upCommand(): Command {
     { dir: '.drover', port: 8080 },
   )
     .option('-q, --quiet', "don't print the workers' log lines (they are always in <dir>/logs/)")
+    .option('--autoscale', 'start no worker now: the autoscaler starts up to --workers when jobs come and stops them when idle')
+    .option('--idle-threshold <seconds>', 'with --autoscale, for a new rule: how long a worker stays after the last job ended', wholeNumber('--idle-threshold', 0, 3600), 60)
     .action(
-      action('up', async (flags: ClusterFlags & { quiet?: boolean }) => {
+      action('up', async (flags: ClusterFlags & { quiet?: boolean; autoscale?: boolean; idleThreshold: number }) => {
         const cluster = await startLocalCluster({
           ...clusterSettings(flags),
+          ...(flags.autoscale ? { autoscale: { idleThresholdSeconds: flags.idleThreshold } } : {}),
           onWorkerLog: flags.quiet ? undefined : (id, line) => process.stdout.write(formatWorkerLine(id, line)),
+          onScale: (e) =>
+            process.stdout.write(
+              `${paint('gray', new Date().toTimeString().slice(0, 8))} ${paint('magenta', 'autoscale')} ${e.kind === 'start' ? 'started' : 'stopping'} worker ${e.machineId} (group "${e.groupId}")\n`,
+            ),
         });
         const stopped = stopOnSignal(cluster, 'the cluster');
+        const rule = cluster.scalingRule;
+        const workers = rule
+          ? `autoscaled: ${rule.min_replicas}–${rule.max_replicas} workers in container group "${flags.group}", idle threshold ${rule.idle_threshold_seconds} s`
+          : `${flags.workers} worker${flags.workers > 1 ? 's' : ''} in container group "${flags.group}"`;
         process.stdout.write(
           [
-            `${paint('bold', 'Drover is up')} (${flags.workers} worker${flags.workers > 1 ? 's' : ''} in container group "${flags.group}")`,
+            `${paint('bold', 'Drover is up')} (${workers})`,
             `  API        ${cluster.url}`,
+            `  dashboard  ${cluster.url}/ui/   (sign in with the key below)`,
             `  API docs   ${cluster.url}/docs`,
             `  API key    ${cluster.key}   (user "${cluster.username}")`,
             `  storage    ${cluster.storage}   (bucket "${flags.bucket}")`,
             `  profile    ${cluster.profileFile}   (drover submit/status/upload... read it)`,
+            `  admin key  kept in the profile (admin_key): drover users create NAME --admin`,
+            `  jobs run   in ${process.cwd()}   (their sync folders: ${path.resolve(flags.dir, 'workers')}/<worker>/)`,
             `  logs       ${path.resolve(flags.dir, 'logs')}`,
+            ...(rule
+              ? [
+                  rule.provider === 'local'
+                    ? `  scaling    drover scaling show ${flags.group}   (drover scaling set ${flags.group} --max 8 to change)`
+                    : `  scaling    the group's rule has provider ${rule.provider}: no worker is started here (drover scaling set ${flags.group} --provider local)`,
+                ]
+              : []),
             'Ctrl-C stops the workers (they release their jobs) and the coordinator.',
             '',
           ].join('\n'),
@@ -123,9 +145,19 @@ function demoCommand(): Command {
     .option('--steps <n>', 'steps per job', wholeNumber('--steps', 1, 1_000_000), 100)
     .option('--timeout <seconds>', 'give up (exit 1) after this long', (v) => positive('--timeout', v), 110)
     .option('--no-kill', "don't kill a worker mid-run")
+    .option('--queue <url>', "run the jobs through this AWS SQS queue (URL or sqs://<name>; it needs a dead-letter queue) instead of the coordinator: the seeds' demo app 2")
+    .addHelpText(
+      'after',
+      '\nWith --queue, the SQS endpoint, region and keys come from the environment (AWS_ENDPOINT_URL_SQS, AWS_ID / AWS_ACCESS_KEY_ID, ...)\n' +
+        'and the job records go to the demo\'s bucket. Use a queue of its own: the demo sends its jobs there.\n' +
+        '\nExample (a local SQS server: npx fauxqs):\n' +
+        '  AWS_ENDPOINT_URL_SQS=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \\\n' +
+        '    drover demo --mode app --queue http://sqs.us-east-1.localhost:4566/000000000000/demo\n',
+    )
     .action(
-      action('demo', async (flags: ClusterFlags & { jobs: number; mode: 'worker' | 'app' | 'both'; step: number; steps: number; timeout: number; kill: boolean }) => {
+      action('demo', async (flags: ClusterFlags & { jobs: number; mode: 'worker' | 'app' | 'both'; step: number; steps: number; timeout: number; kill: boolean; queue?: string }) => {
         const ok = await runDemo({
+          ...(flags.queue !== undefined ? { queue: flags.queue } : {}),
           ...clusterSettings(flags),
           jobs: flags.jobs,
           mode: flags.mode,

@@ -48,6 +48,7 @@ export function workerCommand(): Command {
       else process.on('disconnect', () => worker.shutdown('parent exited'));
     }
     const code = await worker.run();
+    if (worker.fatalError !== undefined) process.stderr.write(`drover worker: ${worker.fatalError}\n`);
     process.exit(code);
   });
   return cmd;

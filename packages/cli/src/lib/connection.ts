@@ -12,7 +12,8 @@ export function withConnection(cmd: Command): Command {
   return cmd
     .addOption(new Option('--api-url <url>', 'coordinator URL (env KELPIE_API_URL; default: the profile)'))
     .addOption(new Option('--api-key <key>', 'API key (env KELPIE_API_KEY; default: the profile)'))
-    .addOption(new Option('--profile <file>', 'profile written by `drover up` (env DROVER_PROFILE; default ./.drover/profile.json)'))
+    .addOption(new Option('--profile <file>', 'profile written by `drover up` (env DROVER_PROFILE; default: the nearest .drover/profile.json here or above)'))
+    .addOption(new Option('--admin', "use the admin key `drover up` keeps in its profile (for users and tokens)"))
     .addOption(new Option('--json', 'print JSON instead of a table'));
 }
 

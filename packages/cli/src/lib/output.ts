@@ -32,6 +32,7 @@ const STATUS_STYLE: Record<string, Style> = {
   running: 'cyan',
   completed: 'green',
   failed: 'red',
+  'dead-lettered': 'red',
   canceled: 'gray',
 };
 

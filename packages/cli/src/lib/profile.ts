@@ -1,6 +1,6 @@
 // Where client commands find the coordinator and storage: flags, then KELPIE_API_URL/KELPIE_API_KEY,
 // then the profile file `drover up` writes, so commands after `drover up` need no flags.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CliError } from './output.js';
 
@@ -14,13 +14,26 @@ export interface Profile {
   container_group_id?: string;
   /** Bucket the local cluster's jobs use by default. */
   bucket?: string;
+  /** The local cluster's admin key (users, tokens): kept here, mode 0600, and reused by every start. */
+  admin_key?: string;
 }
 
 export const DEFAULT_PROFILE = path.join('.drover', 'profile.json');
 
-/** --profile, then DROVER_PROFILE, then ./.drover/profile.json. */
-export function profilePath(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
-  return path.resolve(flag ?? env.DROVER_PROFILE ?? DEFAULT_PROFILE);
+/**
+ * --profile, then DROVER_PROFILE, then the nearest .drover/profile.json in this folder or one above
+ * it (as git finds .git, so commands work from a project's sub-folders; the search stops at the home
+ * folder), else ./.drover/profile.json.
+ */
+export function profilePath(flag?: string, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): string {
+  if (flag ?? env.DROVER_PROFILE) return path.resolve(cwd, (flag ?? env.DROVER_PROFILE) as string);
+  const home = env.HOME ? path.resolve(env.HOME) : undefined;
+  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, DEFAULT_PROFILE);
+    if (existsSync(candidate)) return candidate;
+    if (dir === home || path.dirname(dir) === dir) break;
+  }
+  return path.resolve(cwd, DEFAULT_PROFILE);
 }
 
 /** The profile, or undefined when the file does not exist. A file that exists but is broken is an error. */
@@ -57,6 +70,8 @@ export interface ConnectionFlags {
   apiUrl?: string;
   apiKey?: string;
   profile?: string;
+  /** Use the profile's admin key (`drover up`'s) instead of its user key. */
+  admin?: boolean;
 }
 
 export interface Connection {
@@ -71,7 +86,9 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
   const profile = readProfile(file);
   if (flags.profile !== undefined && profile === undefined) throw new CliError(`profile ${file} does not exist`);
   const url = flags.apiUrl ?? (env.KELPIE_API_URL || undefined) ?? profile?.api_url;
-  const key = flags.apiKey ?? (env.KELPIE_API_KEY || undefined) ?? profile?.api_key;
+  if (flags.admin && flags.apiKey !== undefined) throw new CliError('give --admin or --api-key, not both', 2);
+  if (flags.admin && !profile?.admin_key) throw new CliError(`--admin: profile ${file} holds no admin key (\`drover up\` keeps one there); pass --api-key instead`);
+  const key = flags.admin ? profile!.admin_key! : flags.apiKey ?? (env.KELPIE_API_KEY || undefined) ?? profile?.api_key;
   if (!url) throw new CliError(`no coordinator URL: pass --api-url, set KELPIE_API_URL, or run \`drover up\` (which writes ${DEFAULT_PROFILE})`);
   if (!key) throw new CliError(`no API key: pass --api-key, set KELPIE_API_KEY, or run \`drover up\` (which writes ${DEFAULT_PROFILE})`);
   let parsed: URL;

@@ -60,10 +60,20 @@ export class Authenticator {
     return { admin, ...(generatedKey ? { generatedKey } : {}) };
   }
 
-  async issueToken(userId: string, now: number): Promise<string> {
+  async issueToken(userId: string, now: number): Promise<{ token: string; id: string }> {
     const t = newToken();
     await this.store.createToken({ id: t.id, user_id: userId, secret_hash: t.secretHash, created: now });
-    return t.token;
+    return { token: t.token, id: t.id };
+  }
+
+  /** A token was revoked: this process stops accepting it at once (other replicas within CACHE_MS). */
+  forgetToken(id: string): void {
+    this.cache.delete(id);
+  }
+
+  /** A user was deleted: none of its tokens is accepted here any more. */
+  forgetUser(userId: string): void {
+    for (const [id, entry] of this.cache) if (entry.user.id === userId) this.cache.delete(id);
   }
 
   /** The user a presented key belongs to, or undefined. */

@@ -15,14 +15,21 @@ import addFormatsModule from 'ajv-formats';
 import { API_KEY_HEADER, SHARED_SCHEMAS } from '@drover/protocol';
 import type { Authenticator } from '../auth/tokens.js';
 import type { Metrics } from '../metrics.js';
+import type { Autoscaler } from '../scaling/autoscaler.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { Store, UserRow } from '../store/types.js';
 import type { WebhookSender } from '../webhooks/sender.js';
+import { GroupPolls } from '../scheduler/group-polls.js';
 import { HttpError, clientErrorHandler, installErrorHandling } from './errors.js';
 import { jobRoutes } from './routes/jobs.js';
 import { workRoutes } from './routes/work.js';
 import { userRoutes } from './routes/users.js';
+import { scalingRuleRoutes } from './routes/scaling-rules.js';
 import { systemRoutes } from './routes/system.js';
+import { logRoutes } from './routes/logs.js';
+import { groupRoutes } from './routes/groups.js';
+import { statsRoutes } from './routes/stats.js';
+import { DASHBOARD_PREFIX, dashboardRoutes } from './routes/dashboard.js';
 
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
 
@@ -46,12 +53,17 @@ export interface AppOptions {
   webhooks?: WebhookSender;
   allowPrivateWebhooks: boolean;
   bodyLimit: number;
+  /** Bytes of output kept per attempt of a job (POST /jobs/:id/logs). */
+  logCapBytes: number;
   logger?: FastifyServerOptions['logger'];
   version: string;
+  /** the autoscaler (it knows which providers this coordinator drives) and the SaladCloud defaults for new rules */
+  scaling: { autoscaler: Autoscaler; saladcloud?: { organization?: string; project?: string } };
 }
 
 export interface AppContext extends AppOptions {
   now: () => number;
+  groupPolls: GroupPolls;
 }
 
 function makeAjv(opts: AjvOptions): Ajv {
@@ -149,7 +161,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.addHook('onRequest', async (req) => {
     const config = req.routeOptions.config;
-    if (config.auth === false || req.url.startsWith('/docs')) return;
+    if (config.auth === false || req.url.startsWith('/docs') || req.url.startsWith(DASHBOARD_PREFIX)) return;
     const key = presentedKey(req);
     if (!key) throw new HttpError(401, 'unauthorized', 'missing API key: send it in the X-Kelpie-Key header');
     const user = await options.auth.authenticate(key, Date.now());
@@ -172,10 +184,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     options.scheduler.stop();
   });
 
-  const ctx: AppContext = { ...options, now: Date.now };
+  const ctx: AppContext = { ...options, now: Date.now, groupPolls: new GroupPolls(options.store, (err) => app.log.warn({ err }, 'could not record a poll')) };
   await app.register(systemRoutes, ctx);
   await app.register(jobRoutes, ctx);
   await app.register(workRoutes, ctx);
   await app.register(userRoutes, ctx);
+  await app.register(logRoutes, ctx);
+  await app.register(groupRoutes, ctx);
+  await app.register(statsRoutes, ctx);
+  await app.register(dashboardRoutes, ctx);
+  await app.register(scalingRuleRoutes, ctx);
   return app;
 }

@@ -102,6 +102,10 @@ export function installErrorHandling(app: FastifyInstance): void {
       return reply.code(400).send({ error: 'bad_request', message, ...(index !== undefined ? { index } : {}) });
     }
     const known = err.code ? CLIENT_ERRORS[err.code] : undefined;
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const limit = req.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit;
+      return reply.code(413).send({ error: 'payload_too_large', message: `request body too large: the limit is ${limit} bytes` });
+    }
     if (known) return reply.code(known[0]).send({ error: known[1], message: err.message });
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.code(err.statusCode).send({ error: 'bad_request', message: err.message });
@@ -110,7 +114,27 @@ export function installErrorHandling(app: FastifyInstance): void {
     return reply.code(500).send({ error: 'internal', message: 'internal server error' });
   });
 
-  app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }),
-  );
+  // Every route's methods and path pattern, so a request with the wrong method on a path that
+  // exists is told which methods it has (405 with Allow) rather than that nothing is there.
+  const routes: { method: string; path: RegExp }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of Array.isArray(r.method) ? r.method : [r.method]) routes.push({ method, path: routePattern(r.url) });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? '';
+    const allowed = [...new Set(routes.filter((r) => r.path.test(path)).map((r) => r.method))];
+    if (allowed.length > 0 && !allowed.includes(req.method)) {
+      return reply.code(405).header('allow', allowed.join(', ')).send({ error: 'method_not_allowed', message: `${req.method} is not allowed on ${path}: use ${allowed.join(' or ')}` });
+    }
+    return reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${path}` });
+  });
+}
+
+/** A Fastify route path (`/jobs/:id`, `/docs/*`) as a regular expression over request paths. */
+function routePattern(url: string): RegExp {
+  const body = url
+    .split('/')
+    .map((seg) => (seg.startsWith(':') ? '[^/]+' : seg === '*' ? '.*' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${body}$`);
 }

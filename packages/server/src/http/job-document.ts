@@ -18,8 +18,8 @@ interface StoredSpec {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-/** `leaseFactor`: the store's, for `lease_timeout` (workers fence their uploads with it). */
-export function toJobDocument(row: JobRow, leaseFactor: number): Job {
+/** `leaseFactor`: the store's, for `lease_timeout` (workers fence their uploads with it); `notice`: see GroupPolls. */
+export function toJobDocument(row: JobRow, leaseFactor: number, notice?: string): Job {
   const spec = JSON.parse(row.spec) as StoredSpec;
   return {
     id: row.id,
@@ -52,5 +52,6 @@ export function toJobDocument(row: JobRow, leaseFactor: number): Job {
     output_prefix: spec.output_prefix ?? null,
     attempt: row.attempt,
     progress: row.progress === null ? null : (JSON.parse(row.progress) as Progress),
+    ...(notice !== undefined ? { notice } : {}),
   };
 }

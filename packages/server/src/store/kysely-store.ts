@@ -1,13 +1,27 @@
-// The store, written once over Kysely for both databases. Each transition is one guarded
-// UPDATE whose WHERE clause carries its precondition; the row count says whether it happened.
-// What differs between SQLite and PostgreSQL (row locking for claims, how wake-ups cross
-// processes) is left to the two subclasses.
+// The store, written once over Kysely for both databases. Each transition is one function in
+// transitions/ (a guarded write whose WHERE clause carries its precondition; the row count says
+// whether it happened); this class wires them to the Store interface and holds the reads, the
+// accounts and the webhook outbox. What differs between SQLite and PostgreSQL (the group commit,
+// row locking, prepared statements, how wake-ups cross processes) is left to the two subclasses.
 import { EventEmitter } from 'node:events';
-import { Migrator, sql, type CompiledQuery, type Kysely, type SelectQueryBuilder, type Transaction, type UpdateQueryBuilder } from 'kysely';
-import type { Progress } from '@drover/protocol';
+import { Migrator, sql, type CompiledQuery, type Kysely, type SelectQueryBuilder, type Transaction } from 'kysely';
+import type { JobStatus, LogBatch, Progress } from '@drover/protocol';
+import { claimable, leaseLive } from './conditions.js';
+import * as logs from './logs.js';
+import * as overview from './overview.js';
 import { CodeMigrationProvider, type Dialect } from './migrations.js';
-import { QueryTemplate } from './query-template.js';
-import type { Database, JobRow, OutboxRow, UserRow } from './schema.js';
+import { ScalingStore } from './scaling.js';
+import type { Database, HandoverRow, JobRow, OutboxRow, UserRow } from './schema.js';
+import * as cancel from './transitions/cancel.js';
+import * as claim from './transitions/claim.js';
+import * as complete from './transitions/complete.js';
+import type { StoreContext, TransitionBody } from './transitions/context.js';
+import * as fail from './transitions/fail.js';
+import * as grace from './transitions/grace.js';
+import * as heartbeat from './transitions/heartbeat.js';
+import * as purge from './transitions/purge.js';
+import * as release from './transitions/release.js';
+import * as submit from './transitions/submit.js';
 import type {
   ClaimRequest,
   ListJobsFilter,
@@ -19,128 +33,30 @@ import type {
   WorkSignal,
 } from './types.js';
 
-export const FINISHED_STATUSES = ['completed', 'failed', 'canceled'] as const;
-const INSERT_CHUNK = 200;
-
-/** The precondition of every holder-only transition: the job is running and this machine holds it. */
-function heldBy(ref: { userId: string; jobId: string; machineId: string }) {
-  return <O>(qb: UpdateQueryBuilder<Database, 'jobs', 'jobs', O>) =>
-    qb
-      .where('id', '=', ref.jobId)
-      .where('user_id', '=', ref.userId)
-      .where('status', '=', 'running')
-      .where('machine_id', '=', ref.machineId);
-}
-
-interface CandidateRow {
-  id: string;
-  status: string;
-  machine_id: string | null;
-  attempt: number;
-}
-
-/** The webhook events a transition can owe, with the body Kelpie sends. */
-type WebhookEvent = 'running' | 'completed' | 'failed' | 'canceled';
-
 export abstract class KyselyStore implements Store {
   abstract readonly kind: Dialect;
   protected readonly work = new EventEmitter();
-  /** ms of lease per second of heartbeat_interval (lease timeout = factor × heartbeat_interval) */
-  protected readonly leaseMsPerIntervalSecond: number;
+  /** What the transitions use of this store (see transitions/context.ts). */
+  protected readonly ctx: StoreContext;
+
+  private scalingStore: ScalingStore | undefined;
+  /** Autoscaling's tables (store/scaling.ts). */
+  get scaling(): ScalingStore {
+    return (this.scalingStore ??= new ScalingStore(this.db, this.kind));
+  }
 
   constructor(
     readonly db: Kysely<Database>,
     readonly leaseFactor: number,
   ) {
-    this.leaseMsPerIntervalSecond = Math.round(leaseFactor * 1000);
     this.work.setMaxListeners(0);
-  }
-
-  /** The hot statements, compiled once (see QueryTemplate). */
-  protected readonly hot = {
-    // Orphaned running jobs first (resume work in flight), then pending ones: one statement.
-    candidate: new QueryTemplate((userId: string, groupId: string, now: number, machineId: string) =>
-      this.db
-        .selectFrom(this.candidates('running', userId, groupId, now, machineId).as('orphan'))
-        .selectAll()
-        .unionAll(this.db.selectFrom(this.candidates('pending', userId, groupId, now, machineId).as('fresh')).selectAll())
-        .orderBy('rank')
-        .limit(1),
-    ),
-    claim: new QueryTemplate((machineId: string, now: number, id: string) =>
-      this.db
-        .updateTable('jobs')
-        .set((eb) => ({
-          status: 'running',
-          machine_id: machineId,
-          heartbeat: now,
-          lease_expires_at: this.leaseExpiry(now),
-          started: eb.fn.coalesce('started', sql<number>`cast(${now} as bigint)`),
-          attempt: eb('attempt', '+', 1),
-        }))
-        .where('id', '=', id)
-        // still claimable: another claimer may have taken it since it was read
-        .where((eb) =>
-          eb.or([eb('status', '=', 'pending'), eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<', now)])]),
-        )
-        .returningAll(),
-    ),
-    event: new QueryTemplate((jobId: string, at: number, type: string, machineId: string | null, attempt: number) =>
-      this.db.insertInto('job_events').values({ job_id: jobId, at, type, machine_id: machineId, attempt }),
-    ),
-    heartbeat: new QueryTemplate((now: number, userId: string, jobId: string, machineId: string) =>
-      this.db
-        .updateTable('jobs')
-        .set((eb) => ({ heartbeat: now, lease_expires_at: this.leaseExpiry(now), num_heartbeats: eb('num_heartbeats', '+', 1) }))
-        .$call(heldBy({ userId, jobId, machineId }))
-        .returningAll(),
-    ),
-    heartbeatWithProgress: new QueryTemplate(
-      (now: number, progress: string, userId: string, jobId: string, machineId: string) =>
-        this.db
-          .updateTable('jobs')
-          .set((eb) => ({
-            heartbeat: now,
-            lease_expires_at: this.leaseExpiry(now),
-            num_heartbeats: eb('num_heartbeats', '+', 1),
-            progress,
-          }))
-          .$call(heldBy({ userId, jobId, machineId }))
-          .returningAll(),
-    ),
-    complete: new QueryTemplate((now: number, userId: string, jobId: string, machineId: string) =>
-      this.db
-        .updateTable('jobs')
-        .set({ status: 'completed', completed: now, lease_expires_at: 0 })
-        .$call(heldBy({ userId, jobId, machineId }))
-        .returningAll(),
-    ),
-  };
-
-  /** The oldest claimable job of one kind: running with a lapsed lease, or pending; never a banned one. */
-  private candidates(status: 'running' | 'pending', userId: string, groupId: string, now: number, machineId: string) {
-    return this.db
-      .selectFrom('jobs')
-      .select(['id', 'status', 'machine_id', 'attempt', sql<number>`${sql.lit(status === 'running' ? 0 : 1)}`.as('rank')])
-      .where('user_id', '=', userId)
-      .where('container_group_id', '=', groupId)
-      .where('status', '=', status)
-      // running: lapsed (no heartbeat for longer than the lease timeout); pending: never leased
-      .$if(status === 'running', (qb) => qb.where('lease_expires_at', '<', now))
-      .$if(status === 'pending', (qb) => qb.where('lease_expires_at', '=', 0))
-      .where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom('job_bans')
-              .select('job_bans.job_id')
-              .whereRef('job_bans.job_id', '=', 'jobs.id')
-              .where('job_bans.machine_id', '=', machineId),
-          ),
-        ),
-      )
-      .orderBy('created')
-      .orderBy('seq')
-      .limit(1);
+    this.ctx = {
+      db,
+      leaseMsPerIntervalSecond: Math.round(leaseFactor * 1000),
+      transaction: (fn) => this.transition(fn),
+      executeHot: (query, opts) => this.executeHot(query, opts),
+      getJob: (userId, jobId) => this.getJob(userId, jobId),
+    };
   }
 
   /** Make the signals reach every process, inside the transaction (delivered on commit) … */
@@ -175,7 +91,7 @@ export abstract class KyselyStore implements Store {
   }
 
   /** Run a transition in a transaction, then publish the work signals it collected. */
-  protected async transition<T>(fn: (trx: Transaction<Database>, signals: WorkSignal[]) => Promise<T>): Promise<T> {
+  protected async transition<T>(fn: TransitionBody<T>): Promise<T> {
     const signals: WorkSignal[] = [];
     const result = await this.db.transaction().execute(async (trx) => {
       const value = await fn(trx, signals);
@@ -186,88 +102,57 @@ export abstract class KyselyStore implements Store {
     return result;
   }
 
-  private leaseExpiry(now: number) {
-    return sql<number>`cast(${now} as bigint) + heartbeat_interval * ${this.leaseMsPerIntervalSecond}`;
+  /**
+   * Run one of the hot statements (claim, heartbeat, completion). PostgreSQL runs them as named
+   * prepared statements, heartbeats with asynchronous commit; here, plainly.
+   */
+  protected async executeHot<R>(query: CompiledQuery<R>, _opts: { asyncCommit?: boolean } = {}): Promise<R[]> {
+    return (await this.db.executeQuery(query)).rows;
   }
 
-  private async addEvent(
-    trx: Transaction<Database>,
-    job: Pick<JobRow, 'id' | 'attempt'>,
-    type: string,
-    machineId: string | null,
-    at: number,
-    reason?: string,
-  ): Promise<void> {
-    if (reason === undefined) await trx.executeQuery(this.hot.event.bind(job.id, at, type, machineId, job.attempt));
-    else await trx.insertInto('job_events').values({ job_id: job.id, at, type, machine_id: machineId, attempt: job.attempt, reason }).execute();
+  // ---- transitions (transitions/*.ts) ----
+
+  createJobs(userId: string, jobs: NewJob[], now: number): Promise<JobRow[]> {
+    return submit.portable(this.ctx, userId, jobs, now);
   }
 
-  private async oweWebhook(trx: Transaction<Database>, job: JobRow, event: WebhookEvent, now: number): Promise<void> {
-    if (!job.webhook) return;
-    const body = JSON.stringify({
-      status: event,
-      job_id: job.id,
-      machine_id: job.machine_id,
-      container_group_id: job.container_group_id,
-    });
-    await trx
-      .insertInto('webhook_outbox')
-      .values({
-        user_id: job.user_id,
-        job_id: job.id,
-        url: job.webhook,
-        event,
-        body,
-        state: 'pending',
-        attempts: 0,
-        next_attempt_at: now,
-        locked_until: 0,
-        created: now,
-      })
-      .execute();
+  claimJob(req: ClaimRequest): Promise<JobRow | undefined> {
+    return claim.portable(this.ctx, req);
   }
 
-  async createJobs(userId: string, jobs: NewJob[], now: number): Promise<JobRow[]> {
-    return this.transition(async (trx, signals) => {
-      const rows: JobRow[] = [];
-      for (let i = 0; i < jobs.length; i += INSERT_CHUNK) {
-        const chunk = jobs.slice(i, i + INSERT_CHUNK).map(({ id, definition: d }) => {
-          const { container_group_id, max_failures, heartbeat_interval, webhook, ...spec } = d;
-          return {
-            id,
-            user_id: userId,
-            container_group_id,
-            status: 'pending',
-            created: now,
-            started: null,
-            completed: null,
-            canceled: null,
-            failed: null,
-            heartbeat: null,
-            lease_expires_at: 0,
-            num_failures: 0,
-            num_heartbeats: 0,
-            machine_id: null,
-            attempt: 0,
-            max_failures,
-            heartbeat_interval,
-            webhook: webhook ?? null,
-            progress: null,
-            spec: JSON.stringify(spec),
-          };
-        });
-        rows.push(...(await trx.insertInto('jobs').values(chunk).returningAll().execute()));
-        await trx
-          .insertInto('job_events')
-          .values(chunk.map((j) => ({ job_id: j.id, at: now, type: 'created', machine_id: null, attempt: 0 })))
-          .execute();
-      }
-      const perGroup = new Map<string, number>();
-      for (const r of rows) perGroup.set(r.container_group_id, (perGroup.get(r.container_group_id) ?? 0) + 1);
-      for (const [groupId, count] of perGroup) signals.push({ userId, groupId, count });
-      return rows;
-    });
+  heartbeat(ref: MachineRef & { progress?: Progress }): Promise<Outcome> {
+    return heartbeat.portable(this.ctx, ref);
   }
+
+  completeJob(ref: MachineRef & { progress?: Progress }): Promise<Outcome> {
+    return complete.portable(this.ctx, ref);
+  }
+
+  failJob(ref: MachineRef & { reason?: string }): Promise<Outcome> {
+    return fail.portable(this.ctx, ref);
+  }
+
+  releaseJob(ref: MachineRef): Promise<Outcome> {
+    return release.portable(this.ctx, ref);
+  }
+
+  cancelJob(userId: string, jobId: string, now: number): Promise<Outcome> {
+    return cancel.portable(this.ctx, userId, jobId, now);
+  }
+
+  purgeGroup(userId: string, groupId: string, now: number): Promise<number> {
+    return purge.portable(this.ctx, userId, groupId, now);
+  }
+
+  graceLeasesAfterStart(now: number): Promise<number> {
+    return grace.portable(this.ctx, now);
+  }
+
+  async clearJobs(): Promise<void> {
+    await this.db.deleteFrom('jobs').execute();
+  }
+
+  // ---- reads ----
 
   async getJob(userId: string, jobId: string): Promise<JobRow | undefined> {
     return this.db
@@ -299,220 +184,16 @@ export abstract class KyselyStore implements Store {
     return this.db.selectFrom('job_events').selectAll().where('job_id', '=', jobId).orderBy('id').execute();
   }
 
-  async claimJob({ userId, machineId, groupId, now }: ClaimRequest): Promise<JobRow | undefined> {
-    // (PostgreSQL replaces this with one statement that locks its candidate, SKIP LOCKED.)
-    // The guarded UPDATE below makes a lost race harmless; a few retries cover another
-    // connection taking the candidate between our SELECT and UPDATE.
-    for (let tries = 0; tries < 8; tries++) {
-      const result = await this.transition(async (trx, _signals) => {
-        // Orphaned running jobs first: resume work in flight before starting new work.
-        const [candidate] = (await trx.executeQuery(this.hot.candidate.bind<CandidateRow>(userId, groupId, now, machineId))).rows;
-        if (!candidate) return null;
-
-        const [claimed] = (await trx.executeQuery(this.hot.claim.bind<JobRow>(machineId, now, candidate.id))).rows;
-        if (!claimed) return undefined;
-
-        if (candidate.status === 'running' && candidate.machine_id !== null) {
-          await this.addEvent(trx, candidate, 'lease_expired', candidate.machine_id, now);
-        }
-        await this.addEvent(trx, claimed, 'claimed', machineId, now);
-        await this.oweWebhook(trx, claimed, 'running', now);
-        return claimed;
-      });
-      if (result !== undefined) return result ?? undefined;
-    }
-    return undefined;
-  }
-
-  /** Classify a transition that matched no row. */
-  protected async explain(userId: string, jobId: string, isRepeat: (job: JobRow) => Promise<boolean> | boolean): Promise<Outcome> {
-    const job = await this.getJob(userId, jobId);
-    if (!job) return { kind: 'not_found' };
-    if (await isRepeat(job)) return { kind: 'repeat', job };
-    if ((FINISHED_STATUSES as readonly string[]).includes(job.status)) return { kind: 'finished', job };
-    return { kind: 'not_holder', job };
-  }
-
-  /**
-   * Run one of the hot statements (claim, heartbeat, completion). PostgreSQL runs them as named
-   * prepared statements, heartbeats with asynchronous commit; here, plainly.
-   */
-  protected async executeHot<R>(query: CompiledQuery<R>, _opts: { asyncCommit?: boolean } = {}): Promise<R[]> {
-    return (await this.db.executeQuery(query)).rows;
-  }
-
-  async heartbeat({ userId, jobId, machineId, now, progress }: MachineRef & { progress?: Progress }): Promise<Outcome> {
-    const [job] = await this.executeHot(
-      progress
-        ? this.hot.heartbeatWithProgress.bind<JobRow>(now, JSON.stringify(progress), userId, jobId, machineId)
-        : this.hot.heartbeat.bind<JobRow>(now, userId, jobId, machineId),
-      // A heartbeat lost in a database crash only makes its lease look a few ms older.
-      { asyncCommit: true },
-    );
-    if (job) return { kind: 'applied', job };
-    return this.explain(userId, jobId, () => false);
-  }
-
-  async completeJob({ userId, jobId, machineId, now }: MachineRef): Promise<Outcome> {
-    const job = await this.transition(async (trx) => {
-      const [done] = (await trx.executeQuery(this.hot.complete.bind<JobRow>(now, userId, jobId, machineId))).rows;
-      if (done) {
-        await this.addEvent(trx, done, 'completed', machineId, now);
-        await this.oweWebhook(trx, done, 'completed', now);
-      }
-      return done;
-    });
-    if (job) return { kind: 'applied', job };
-    return this.explain(userId, jobId, (j) => j.status === 'completed' && j.machine_id === machineId);
-  }
-
-  async failJob({ userId, jobId, machineId, now, reason }: MachineRef & { reason?: string }): Promise<Outcome> {
-    const job = await this.transition(async (trx, signals) => {
-      const final = sql<boolean>`num_failures + 1 >= max_failures`;
-      const failed = await trx
-        .updateTable('jobs')
-        .set({
-          num_failures: sql<number>`num_failures + 1`,
-          status: sql<string>`case when ${final} then 'failed' else 'running' end`,
-          failed: sql<number | null>`case when ${final} then cast(${now} as bigint) else failed end`,
-          // A failed-back job is held by nobody; a finally failed one keeps its last machine.
-          machine_id: sql<string | null>`case when ${final} then machine_id else null end`,
-          lease_expires_at: 0,
-        })
-        .$call(heldBy({ userId, jobId, machineId }))
-        .returningAll()
-        .executeTakeFirst();
-      if (!failed) return undefined;
-      await trx.insertInto('job_bans').values({ job_id: jobId, machine_id: machineId, created: now }).execute();
-      await this.addEvent(trx, failed, 'failed_attempt', machineId, now, reason);
-      if (failed.status === 'failed') {
-        await this.addEvent(trx, failed, 'failed', machineId, now, reason);
-        await this.oweWebhook(trx, { ...failed, machine_id: machineId }, 'failed', now);
-      } else {
-        signals.push({ userId, groupId: failed.container_group_id, count: 1 });
-      }
-      return failed;
-    });
-    if (job) return { kind: 'applied', job };
-    // A machine that already reported a failure is banned from the job, so it can never hold it
-    // again: any later report of its own is that same failure repeated, also the one that failed
-    // the job for good (which keeps that machine's id), and changes nothing.
-    return this.explain(userId, jobId, async (j) => {
-      const ban = await this.db
-        .selectFrom('job_bans')
-        .select('job_id')
-        .where('job_id', '=', j.id)
-        .where('machine_id', '=', machineId)
-        .executeTakeFirst();
-      return ban !== undefined;
-    });
-  }
-
-  async releaseJob({ userId, jobId, machineId, now }: MachineRef): Promise<Outcome> {
-    const job = await this.transition(async (trx, signals) => {
-      const released = await trx
-        .updateTable('jobs')
-        .set({ machine_id: null, lease_expires_at: 0 })
-        .$call(heldBy({ userId, jobId, machineId }))
-        .returningAll()
-        .executeTakeFirst();
-      if (!released) return undefined;
-      await this.addEvent(trx, released, 'released', machineId, now);
-      signals.push({ userId, groupId: released.container_group_id, count: 1 });
-      return released;
-    });
-    if (job) return { kind: 'applied', job };
-    // A repeat is this machine releasing the attempt it already released (nobody has claimed the job
-    // since); anyone else, e.g. a machine that failed the job back, never held this orphan.
-    return this.explain(userId, jobId, async (j) => {
-      if (j.status !== 'running' || j.machine_id !== null) return false;
-      const released = await this.db
-        .selectFrom('job_events')
-        .select('id')
-        .where('job_id', '=', j.id)
-        .where('type', '=', 'released')
-        .where('machine_id', '=', machineId)
-        .where('attempt', '=', j.attempt)
-        .executeTakeFirst();
-      return released !== undefined;
-    });
-  }
-
-  async cancelJob(userId: string, jobId: string, now: number): Promise<Outcome> {
-    const job = await this.transition(async (trx) => {
-      const canceled = await trx
-        .updateTable('jobs')
-        .set({ status: 'canceled', canceled: now, lease_expires_at: 0 })
-        .where('id', '=', jobId)
-        .where('user_id', '=', userId)
-        .where('status', 'in', ['pending', 'running'])
-        .returningAll()
-        .executeTakeFirst();
-      if (canceled) {
-        await this.addEvent(trx, canceled, 'canceled', canceled.machine_id, now);
-        await this.oweWebhook(trx, canceled, 'canceled', now);
-      }
-      return canceled;
-    });
-    if (job) return { kind: 'applied', job };
-    return this.explain(userId, jobId, (j) => j.status === 'canceled');
-  }
-
-  async purgeGroup(userId: string, groupId: string, now: number): Promise<number> {
-    return this.transition(async (trx) => {
-      const canceled = await trx
-        .updateTable('jobs')
-        .set({ status: 'canceled', canceled: now, lease_expires_at: 0 })
-        .where('user_id', '=', userId)
-        .where('container_group_id', '=', groupId)
-        .where('status', '=', 'running')
-        .returningAll()
-        .execute();
-      for (const job of canceled) {
-        await this.addEvent(trx, job, 'canceled', job.machine_id, now);
-        await this.oweWebhook(trx, job, 'canceled', now);
-      }
-      const deleted = await trx
-        .deleteFrom('jobs')
-        .where('user_id', '=', userId)
-        .where('container_group_id', '=', groupId)
-        .where('status', '=', 'pending')
-        .executeTakeFirst();
-      return canceled.length + Number(deleted.numDeletedRows);
-    });
-  }
-
-  async clearJobs(): Promise<void> {
-    await this.db.deleteFrom('jobs').execute();
-  }
-
   async hasClaimableWork(userId: string, groupId: string, now: number): Promise<boolean> {
     const row = await this.db
       .selectFrom('jobs')
       .select('id')
       .where('user_id', '=', userId)
       .where('container_group_id', '=', groupId)
-      .where((eb) =>
-        eb.or([eb('status', '=', 'pending'), eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<', now)])]),
-      )
+      .where(claimable(now))
       .limit(1)
       .executeTakeFirst();
     return row !== undefined;
-  }
-
-  async graceLeasesAfterStart(now: number): Promise<number> {
-    // The last moment this coordinator (or a replica) is known to have been serving.
-    const row = await this.db.selectFrom('jobs').select((eb) => eb.fn.max('heartbeat').as('last')).where('status', '=', 'running').executeTakeFirst();
-    const last = row?.last == null ? 0 : Number(row.last);
-    if (last === 0) return 0;
-    const result = await this.db
-      .updateTable('jobs')
-      .set({ lease_expires_at: this.leaseExpiry(now) })
-      .where('status', '=', 'running')
-      .where('lease_expires_at', '>', last) // still live when the coordinator was last heard of
-      .where('lease_expires_at', '<', this.leaseExpiry(now))
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows);
   }
 
   async nextLeaseExpiry(userId: string, groupId: string, now: number): Promise<number | undefined> {
@@ -521,8 +202,7 @@ export abstract class KyselyStore implements Store {
       .select((eb) => eb.fn.min('lease_expires_at').as('next'))
       .where('user_id', '=', userId)
       .where('container_group_id', '=', groupId)
-      .where('status', '=', 'running')
-      .where('lease_expires_at', '>=', now)
+      .where(leaseLive(now))
       .executeTakeFirst();
     return row?.next == null ? undefined : Number(row.next);
   }
@@ -535,6 +215,73 @@ export abstract class KyselyStore implements Store {
       .execute();
     return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
   }
+
+  async groupGauges(now: number) {
+    const rows = await this.db
+      .selectFrom('jobs')
+      .select([
+        'container_group_id',
+        (eb) => eb.fn.sum<number>(eb.case().when(claimable(now)).then(1).else(0).end()).as('queued'),
+        (eb) => eb.fn.sum<number>(eb.case().when(leaseLive(now)).then(1).else(0).end()).as('running'),
+        (eb) => eb.fn.min(eb.case().when(leaseLive(now)).then(eb.ref('heartbeat')).end()).as('oldest'),
+      ])
+      .where('status', 'in', ['pending', 'running'])
+      .groupBy('container_group_id')
+      .execute();
+    return rows.map((r) => ({
+      container_group_id: r.container_group_id,
+      queue_depth: Number(r.queued ?? 0),
+      running: Number(r.running ?? 0),
+      oldest_heartbeat: r.oldest == null ? null : Number(r.oldest),
+    }));
+  }
+
+  async webhookBacklog(): Promise<number> {
+    const row = await this.db.selectFrom('webhook_outbox').select((eb) => eb.fn.countAll().as('n')).where('state', '=', 'pending').executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
+  // ---- job logs (logs.ts) ----
+
+  appendLogs(ref: logs.AppendLogsRef, batch: Pick<LogBatch, 'attempt' | 'lines' | 'dropped'>): Promise<logs.AppendLogsOutcome> {
+    return logs.appendLogs(this.ctx, ref, batch);
+  }
+
+  readLogs(userId: string, jobId: string, q: logs.ReadLogsQuery): Promise<logs.LogRead | undefined> {
+    return logs.readLogs(this.ctx, userId, jobId, q);
+  }
+
+  // ---- the dashboard's reads (overview.ts) ----
+
+  groupSummaries(userId: string, now: number, groupId?: string): Promise<overview.GroupSummaryRow[]> {
+    return overview.groupSummaries(this.ctx, userId, now, groupId);
+  }
+
+  groupMachines(userId: string, groupId: string, now: number, limit: number) {
+    return overview.groupMachines(this.ctx, userId, groupId, now, limit);
+  }
+
+  bannedMachines(userId: string, groupId: string, limit: number) {
+    return overview.bannedMachines(this.ctx, userId, groupId, limit);
+  }
+
+  jobHistory(userId: string, o: { end: number; stepMs: number; buckets: number; groupId?: string }): Promise<{ times: number[]; series: Record<JobStatus, number[]> }> {
+    return overview.jobHistory(this.ctx, userId, o);
+  }
+
+  recordHandover(job: JobRow, now: number): Promise<HandoverRow | undefined> {
+    return overview.recordHandover(this.ctx, job, now);
+  }
+
+  recordResume(jobId: string, attempt: number, fraction: number): Promise<number | undefined> {
+    return overview.recordResume(this.ctx, jobId, attempt, fraction);
+  }
+
+  listHandovers(userId: string, o: { limit: number; groupId?: string; jobId?: string }): Promise<HandoverRow[]> {
+    return overview.listHandovers(this.ctx, userId, o);
+  }
+
+  // ---- accounts ----
 
   async createUser(user: UserRow): Promise<void> {
     await this.db.insertInto('users').values(user).execute();
@@ -574,6 +321,52 @@ export abstract class KyselyStore implements Store {
     const { secret_hash, ...user } = row;
     return { secret_hash, user };
   }
+
+  async listTokens(userId: string): Promise<{ id: string; created: number }[]> {
+    const rows = await this.db.selectFrom('tokens').select(['id', 'created']).where('user_id', '=', userId).orderBy('created').orderBy('id').execute();
+    return rows.map((r) => ({ id: r.id, created: Number(r.created) }));
+  }
+
+  async deleteToken(id: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('tokens').where('id', '=', id).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async deleteUser(id: string): Promise<{ kind: 'deleted' } | { kind: 'not_found' } | { kind: 'admin' } | { kind: 'active'; jobs: number }> {
+    return this.db.transaction().execute(async (trx) => {
+      const user = await trx.selectFrom('users').select(['admin']).where('id', '=', id).executeTakeFirst();
+      if (!user) return { kind: 'not_found' as const };
+      if (user.admin === 1) return { kind: 'admin' as const };
+      const { n } = await trx
+        .selectFrom('jobs')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('user_id', '=', id)
+        .where('status', 'in', ['pending', 'running'])
+        .executeTakeFirstOrThrow();
+      if (Number(n) > 0) return { kind: 'active' as const, jobs: Number(n) };
+      // The tables without a foreign key to the user first; tokens, jobs (their events and bans),
+      // scaling rules (their decisions) and group polls follow the user by ON DELETE CASCADE.
+      await trx.deleteFrom('webhook_outbox').where('user_id', '=', id).execute();
+      await trx.deleteFrom('scaling_leases').where('user_id', '=', id).execute();
+      await trx.deleteFrom('users').where('id', '=', id).execute();
+      return { kind: 'deleted' as const };
+    });
+  }
+
+  async recordPoll(userId: string, groupId: string, now: number): Promise<void> {
+    await this.db
+      .insertInto('group_polls')
+      .values({ user_id: userId, container_group_id: groupId, last_poll: now })
+      .onConflict((oc) => oc.columns(['user_id', 'container_group_id']).doUpdateSet({ last_poll: (eb) => eb.fn('max', [eb.ref('group_polls.last_poll'), eb.val(now)]) }))
+      .execute();
+  }
+
+  async lastPoll(userId: string, groupId: string): Promise<number | undefined> {
+    const row = await this.db.selectFrom('group_polls').select('last_poll').where('user_id', '=', userId).where('container_group_id', '=', groupId).executeTakeFirst();
+    return row ? Number(row.last_poll) : undefined;
+  }
+
+  // ---- the webhook outbox, sender's side (transitions/owe-webhook.ts writes it) ----
 
   async takeDueWebhooks(now: number, limit: number, lockUntil: number): Promise<OutboxRow[]> {
     return this.db.transaction().execute(async (trx) => {

@@ -2,6 +2,10 @@
 // dialect difference is how the autoincrementing keys are declared.
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 
+/** The unique index that lets one enabled rule drive a SaladCloud container group. */
+export const SALAD_GROUP_INDEX = 'scaling_rules_salad_group_idx';
+export const SALAD_GROUP_TAKEN_REASON = "another user's enabled rule drives this SaladCloud container group";
+
 export type Dialect = 'sqlite' | 'postgres';
 
 function migrations(dialect: Dialect): Record<string, Migration> {
@@ -120,6 +124,168 @@ function migrations(dialect: Dialect): Record<string, Migration> {
       },
       async down(db: Kysely<unknown>) {
         await db.schema.alterTable('job_events').dropColumn('reason').execute();
+      },
+    },
+    // Autoscaling: rules, their decisions, the per-group lease that lets one coordinator act at a
+    // time, and an index for "jobs of this group that ended since T" (the idle threshold).
+    '0003_scaling': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('scaling_rules')
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('container_group_id', 'text', (c) => c.notNull())
+          .addColumn('created', big, (c) => c.notNull())
+          .addColumn('updated', big, (c) => c.notNull())
+          .addColumn('min_replicas', 'integer', (c) => c.notNull())
+          .addColumn('max_replicas', 'integer', (c) => c.notNull())
+          .addColumn('idle_threshold_seconds', 'integer', (c) => c.notNull())
+          .addColumn('jobs_per_replica', 'integer', (c) => c.notNull())
+          .addColumn('cooldown_seconds', 'integer', (c) => c.notNull())
+          .addColumn('provider', 'text', (c) => c.notNull())
+          .addColumn('org_name', 'text')
+          .addColumn('project_name', 'text')
+          .addColumn('container_group_name', 'text')
+          .addColumn('enabled', 'integer', (c) => c.notNull())
+          .addColumn('disabled_reason', 'text')
+          .addColumn('replicas', 'integer')
+          .addColumn('provider_status', 'text')
+          .addColumn('evaluated', big)
+          .addColumn('last_change', big)
+          .addColumn('start_attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('last_start', big)
+          .addPrimaryKeyConstraint('scaling_rules_pk', ['user_id', 'container_group_id'])
+          .addCheckConstraint('scaling_rules_min_max', sql`min_replicas <= max_replicas`)
+          .execute();
+
+        await db.schema
+          .createTable('scaling_decisions')
+          .addColumn('id', serial, serialKey)
+          .addColumn('user_id', 'text', (c) => c.notNull())
+          .addColumn('container_group_id', 'text', (c) => c.notNull())
+          .addColumn('at', big, (c) => c.notNull())
+          .addColumn('trigger', 'text', (c) => c.notNull())
+          .addColumn('provider', 'text', (c) => c.notNull())
+          .addColumn('pending', 'integer', (c) => c.notNull())
+          .addColumn('running', 'integer', (c) => c.notNull())
+          .addColumn('recently_ended', 'integer', (c) => c.notNull())
+          .addColumn('desired', 'integer', (c) => c.notNull())
+          .addColumn('from_replicas', 'integer')
+          .addColumn('to_replicas', 'integer')
+          .addColumn('action', 'text', (c) => c.notNull())
+          .addColumn('outcome', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('error', 'text')
+          .addColumn('coordinator', 'text', (c) => c.notNull())
+          .addForeignKeyConstraint('scaling_decisions_rule_fk', ['user_id', 'container_group_id'], 'scaling_rules', ['user_id', 'container_group_id'], (fk) =>
+            fk.onDelete('cascade'),
+          )
+          .execute();
+        await db.schema
+          .createIndex('scaling_decisions_rule_idx')
+          .on('scaling_decisions')
+          .columns(['user_id', 'container_group_id', 'id'])
+          .execute();
+
+        // No foreign key: a lease may outlive its rule for a moment (a decision in flight when the rule is deleted).
+        await db.schema
+          .createTable('scaling_leases')
+          .addColumn('user_id', 'text', (c) => c.notNull())
+          .addColumn('container_group_id', 'text', (c) => c.notNull())
+          .addColumn('holder', 'text', (c) => c.notNull())
+          .addColumn('expires_at', big, (c) => c.notNull())
+          .addColumn('fence', big, (c) => c.notNull())
+          .addPrimaryKeyConstraint('scaling_leases_pk', ['user_id', 'container_group_id'])
+          .execute();
+
+        // A job's end is whichever of completed, failed, canceled is set (only one ever is). The
+        // same expression in the query lets both databases use the index.
+        await sql`create index jobs_ended_idx on jobs (user_id, container_group_id, (coalesce(completed, failed, canceled)))`.execute(db);
+      },
+      async down(db: Kysely<unknown>) {
+        await sql`drop index if exists jobs_ended_idx`.execute(db);
+        for (const t of ['scaling_leases', 'scaling_decisions', 'scaling_rules']) {
+          await sql`drop table if exists ${sql.table(t)}`.execute(db);
+        }
+      },
+    },
+    // When a worker last asked for work in each group: a job queued for a group nobody serves
+    // (a typo in -g) says so instead of waiting forever in silence.
+    '0004_group_polls': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('group_polls')
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('container_group_id', 'text', (c) => c.notNull())
+          .addColumn('last_poll', big, (c) => c.notNull())
+          .addPrimaryKeyConstraint('group_polls_pk', ['user_id', 'container_group_id'])
+          .execute();
+      },
+      async down(db: Kysely<unknown>) {
+        await db.schema.dropTable('group_polls').ifExists().execute();
+      },
+    },
+    // Job logs (per attempt, capped) and handovers (for the dashboard's redone-work chart).
+    '0005_logs_and_handovers': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('job_log_attempts')
+          .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id').onDelete('cascade'))
+          .addColumn('attempt', 'integer', (c) => c.notNull())
+          .addColumn('machine_id', 'text', (c) => c.notNull())
+          .addColumn('bytes', big, (c) => c.notNull().defaultTo(0))
+          .addColumn('lines', big, (c) => c.notNull().defaultTo(0))
+          .addColumn('dropped', big, (c) => c.notNull().defaultTo(0))
+          .addColumn('truncated', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('last_seq', big, (c) => c.notNull().defaultTo(-1))
+          .addColumn('updated', big, (c) => c.notNull())
+          .addPrimaryKeyConstraint('job_log_attempts_pk', ['job_id', 'attempt'])
+          .execute();
+        await db.schema
+          .createTable('job_log_lines')
+          .addColumn('job_id', 'text', (c) => c.notNull())
+          .addColumn('attempt', 'integer', (c) => c.notNull())
+          .addColumn('seq', big, (c) => c.notNull())
+          .addColumn('at', big, (c) => c.notNull())
+          .addColumn('stream', 'text', (c) => c.notNull())
+          .addColumn('text', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('job_log_lines_pk', ['job_id', 'attempt', 'seq'])
+          .addForeignKeyConstraint('job_log_lines_attempt_fk', ['job_id', 'attempt'], 'job_log_attempts', ['job_id', 'attempt'], (c) => c.onDelete('cascade'))
+          .execute();
+        await db.schema
+          .createTable('job_handovers')
+          .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id').onDelete('cascade'))
+          .addColumn('attempt', 'integer', (c) => c.notNull())
+          .addColumn('user_id', 'text', (c) => c.notNull())
+          .addColumn('container_group_id', 'text', (c) => c.notNull())
+          .addColumn('at', big, (c) => c.notNull())
+          .addColumn('cause', 'text', (c) => c.notNull())
+          .addColumn('from_machine', 'text')
+          .addColumn('to_machine', 'text', (c) => c.notNull())
+          .addColumn('progress_before', 'double precision')
+          .addColumn('progress_resumed', 'double precision')
+          .addPrimaryKeyConstraint('job_handovers_pk', ['job_id', 'attempt'])
+          .execute();
+        await db.schema.createIndex('job_handovers_user_idx').on('job_handovers').columns(['user_id', 'at']).execute();
+      },
+      async down(db: Kysely<unknown>) {
+        for (const t of ['job_handovers', 'job_log_lines', 'job_log_attempts']) await sql`drop table if exists ${sql.table(t)}`.execute(db);
+      },
+    },
+    // One SaladCloud container group is driven by one enabled rule: two users' rules naming the
+    // same group (its id is SaladCloud's, unique across projects) would resize it against each
+    // other, and either could stop the other's fleet. Rules that already collide keep the oldest
+    // enabled; the others are disabled, with the reason, not deleted.
+    '0006_one_rule_per_salad_group': {
+      async up(db: Kysely<unknown>) {
+        await sql`update scaling_rules set enabled = 0, disabled_reason = ${SALAD_GROUP_TAKEN_REASON}
+          where provider = 'saladcloud' and enabled = 1 and exists (
+            select 1 from scaling_rules o where o.provider = 'saladcloud' and o.enabled = 1
+              and o.container_group_id = scaling_rules.container_group_id
+              and (o.created < scaling_rules.created or (o.created = scaling_rules.created and o.user_id < scaling_rules.user_id)))`.execute(db);
+        await sql`create unique index ${sql.id(SALAD_GROUP_INDEX)} on scaling_rules (container_group_id) where provider = 'saladcloud' and enabled = 1`.execute(db);
+      },
+      async down(db: Kysely<unknown>) {
+        await sql`drop index if exists ${sql.id(SALAD_GROUP_INDEX)}`.execute(db);
       },
     },
   };

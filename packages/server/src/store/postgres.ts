@@ -1,17 +1,22 @@
 // PostgreSQL, for several coordinator processes on one database. Claims lock their candidate
 // row with FOR UPDATE SKIP LOCKED; wake-ups travel between processes by LISTEN/NOTIFY.
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { Kysely, PostgresDialect, sql, type CompiledQuery, type SelectQueryBuilder, type Transaction } from 'kysely';
+import { retry, type Backoff } from '@drover/common';
+import { claimable } from './conditions.js';
 import { KyselyStore } from './kysely-store.js';
-import type { Database } from './schema.js';
+import type { Database, JobRow } from './schema.js';
+import * as claim from './transitions/claim.js';
+import * as complete from './transitions/complete.js';
+import type { Progress } from '@drover/protocol';
 import type { ClaimRequest, MachineRef, Outcome, WorkSignal } from './types.js';
-import type { JobRow } from './schema.js';
 
 const CHANNEL = 'drover_work';
-/** After losing the LISTEN connection: first retry, and the longest pause between retries. */
+/** After losing the LISTEN connection: the first try after 1 s, then 2, 4 … up to 30 s between tries. */
 const RELISTEN_FIRST_MS = 1000;
-const RELISTEN_MAX_MS = 30_000;
+const RELISTEN_BACKOFF: Backoff = { baseMs: 2000, maxMs: 30_000, jitter: 'none' };
 const INT8_OID = 20;
 // bigint columns hold epoch milliseconds and counters, all well inside Number's exact range.
 const types = {
@@ -20,16 +25,6 @@ const types = {
     return pg.types.getTypeParser(oid, format as 'text');
   },
 };
-
-/** A CTE step owing the webhook `event` for each row of the CTE `source` that has a webhook URL. */
-function oweWebhook(source: 'claimed' | 'done', event: 'running' | 'completed', now: number) {
-  return sql`
-    insert into webhook_outbox (user_id, job_id, url, event, body, state, attempts, next_attempt_at, locked_until, created)
-    select user_id, id, webhook, ${event},
-      json_build_object('status', ${event}::text, 'job_id', id, 'machine_id', machine_id, 'container_group_id', container_group_id)::text,
-      'pending', 0, ${now}, 0, ${now}
-    from ${sql.table(source)} where webhook is not null`;
-}
 
 export interface PostgresOptions {
   url: string;
@@ -41,7 +36,10 @@ export interface PostgresOptions {
 export class PostgresStore extends KyselyStore {
   readonly kind = 'postgres' as const;
   private listener: pg.Client | undefined;
-  private closed = false;
+  /** aborted by close(): stops trying to listen again */
+  private readonly closing = new AbortController();
+  /** named prepared statements' names, by SQL */
+  private readonly statementNames = new Map<string, string>();
 
   private constructor(
     db: Kysely<Database>,
@@ -67,8 +65,13 @@ export class PostgresStore extends KyselyStore {
     return this.runPrepared(query, opts.asyncCommit ? this.relaxedPool : this.pool);
   }
 
-  private async runPrepared<R>(compiled: CompiledQuery<R>, pool: pg.Pool = this.pool): Promise<R[]> {
-    const name = `drover_${createHash('sha1').update(compiled.sql).digest('hex').slice(0, 24)}`;
+  private async runPrepared<R>(compiled: CompiledQuery<R>, pool: pg.Pool): Promise<R[]> {
+    let name = this.statementNames.get(compiled.sql);
+    if (!name) {
+      name = `drover_${createHash('sha1').update(compiled.sql).digest('hex').slice(0, 24)}`;
+      // The hot statements are a handful of templates; the bound is only a guard.
+      if (this.statementNames.size < 100) this.statementNames.set(compiled.sql, name);
+    }
     const res = await pool.query({ name, text: compiled.sql, values: compiled.parameters as unknown[] });
     return res.rows as R[];
   }
@@ -102,7 +105,7 @@ export class PostgresStore extends KyselyStore {
       if (this.listener !== client) return; // still connecting: listen() rejects instead
       this.listener = undefined;
       void client.end().catch(() => undefined);
-      this.listenAgain(RELISTEN_FIRST_MS);
+      void this.listenAgain();
     });
     try {
       await client.connect();
@@ -111,7 +114,7 @@ export class PostgresStore extends KyselyStore {
       await client.end().catch(() => undefined);
       throw e;
     }
-    if (this.closed) {
+    if (this.closing.signal.aborted) {
       await client.end().catch(() => undefined);
       return;
     }
@@ -119,96 +122,52 @@ export class PostgresStore extends KyselyStore {
   }
 
   /**
-   * The LISTEN connection was lost: connect again after `delayMs`, retrying (with backoff) until
-   * it works; then wake the waiters of every group with claimable jobs, since the notifications
-   * sent while nobody listened are gone.
+   * The LISTEN connection was lost: connect again, retrying with backoff until it works; then wake
+   * the waiters of every group with claimable jobs, since the notifications sent while nobody
+   * listened are gone.
    */
-  private listenAgain(delayMs: number): void {
-    if (this.closed) return;
-    setTimeout(() => {
-      this.listen().then(
-        () => this.wakeClaimable().catch((e: Error) => this.opts.onError?.(e)),
-        (e: Error) => {
-          this.opts.onError?.(e);
-          this.listenAgain(Math.min(delayMs * 2, RELISTEN_MAX_MS));
-        },
-      );
-    }, delayMs).unref();
+  private async listenAgain(): Promise<void> {
+    const { signal } = this.closing;
+    try {
+      // The connection has only just failed: the first try waits too.
+      await sleep(RELISTEN_FIRST_MS, undefined, { signal });
+      await retry(() => this.listen(), {
+        attempts: Infinity,
+        backoff: RELISTEN_BACKOFF,
+        onRetry: ({ error }) => this.opts.onError?.(error as Error),
+        signal,
+      });
+      await this.wakeClaimable();
+    } catch (e) {
+      if (!signal.aborted) this.opts.onError?.(e as Error);
+    }
   }
 
   private async wakeClaimable(): Promise<void> {
-    if (this.closed) return;
-    const now = Date.now();
+    if (this.closing.signal.aborted) return;
     const groups = await this.db
       .selectFrom('jobs')
       .select(['user_id', 'container_group_id'])
       .distinct()
-      .where((eb) =>
-        eb.or([eb('status', '=', 'pending'), eb.and([eb('status', '=', 'running'), eb('lease_expires_at', '<', now)])]),
-      )
+      .where(claimable(Date.now()))
       .execute();
     for (const g of groups) this.work.emit('work', { userId: g.user_id, groupId: g.container_group_id });
   }
 
   override async close(): Promise<void> {
-    this.closed = true;
+    this.closing.abort();
     await this.listener?.end().catch(() => undefined);
     await this.relaxedPool.end().catch(() => undefined);
     await super.close();
   }
 
-  /**
-   * The whole claim in one statement, one round trip instead of six: lock the candidate (orphans
-   * first, SKIP LOCKED), take it, and write its events and webhook in the same statement.
-   */
-  override async claimJob({ userId, machineId, groupId, now }: ClaimRequest): Promise<JobRow | undefined> {
-    const candidate = (status: 'running' | 'pending') => sql`
-      select id from jobs
-      where user_id = ${userId} and container_group_id = ${groupId} and status = ${status}
-        ${status === 'running' ? sql`and lease_expires_at < ${now}` : sql`and lease_expires_at = 0`}
-        and not exists (select 1 from job_bans b where b.job_id = jobs.id and b.machine_id = ${machineId})
-      order by created, seq limit 1 for update skip locked`;
-    const rows = await this.runPrepared(sql<JobRow & { prev_status: string; prev_machine: string | null; prev_attempt: number }>`
-      with candidate as (
-        select id, status as prev_status, machine_id as prev_machine, attempt as prev_attempt from jobs
-        where id = coalesce((${candidate('running')}), (${candidate('pending')}))
-      ), claimed as (
-        update jobs set status = 'running', machine_id = ${machineId}, heartbeat = ${now},
-          lease_expires_at = cast(${now} as bigint) + heartbeat_interval * ${this.leaseMsPerIntervalSecond},
-          started = coalesce(started, cast(${now} as bigint)), attempt = attempt + 1
-        from candidate
-        where jobs.id = candidate.id
-          and (jobs.status = 'pending' or (jobs.status = 'running' and jobs.lease_expires_at < ${now}))
-        returning jobs.*, candidate.prev_status, candidate.prev_machine, candidate.prev_attempt
-      ), events as (
-        insert into job_events (job_id, at, type, machine_id, attempt)
-        select job_id, ${now}, type, machine_id, attempt from (
-          select 1 as ord, id as job_id, 'lease_expired' as type, prev_machine as machine_id, prev_attempt as attempt
-          from claimed where prev_status = 'running' and prev_machine is not null
-          union all
-          select 2, id, 'claimed', machine_id, attempt from claimed
-        ) e order by ord
-      ), owed as (${oweWebhook('claimed', 'running', now)})
-      select * from claimed`.compile(this.db));
-    if (!rows[0]) return undefined;
-    const { prev_status: _s, prev_machine: _m, prev_attempt: _a, ...job } = rows[0];
-    return job;
+  /** The claim and the completion in one statement each: transitions/claim.ts, complete.ts. */
+  override claimJob(req: ClaimRequest): Promise<JobRow | undefined> {
+    return claim.postgres(this.ctx, req);
   }
 
-  /** Completion, its event and its webhook in one statement. */
-  override async completeJob({ userId, jobId, machineId, now }: MachineRef): Promise<Outcome> {
-    const rows = await this.runPrepared(sql<JobRow>`
-      with done as (
-        update jobs set status = 'completed', completed = ${now}, lease_expires_at = 0
-        where id = ${jobId} and user_id = ${userId} and status = 'running' and machine_id = ${machineId}
-        returning *
-      ), events as (
-        insert into job_events (job_id, at, type, machine_id, attempt)
-        select id, ${now}, 'completed', machine_id, attempt from done
-      ), owed as (${oweWebhook('done', 'completed', now)})
-      select * from done`.compile(this.db));
-    if (rows[0]) return { kind: 'applied', job: rows[0] };
-    return this.explain(userId, jobId, (j) => j.status === 'completed' && j.machine_id === machineId);
+  override completeJob(ref: MachineRef & { progress?: Progress }): Promise<Outcome> {
+    return complete.postgres(this.ctx, ref);
   }
 
   protected lockOutbox<O>(qb: SelectQueryBuilder<Database, 'webhook_outbox', O>) {

@@ -3,16 +3,17 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect, type CompiledQuery, type SelectQueryBuilder, type Transaction } from 'kysely';
+import { Kysely, SqliteDialect, type CompiledQuery, type SelectQueryBuilder } from 'kysely';
 import { KyselyStore } from './kysely-store.js';
 import type { Database } from './schema.js';
+import type { TransitionBody } from './transitions/context.js';
 import type { WorkSignal } from './types.js';
 
 /** Most transitions one group commit takes. */
 const MAX_BATCH = 128;
 
 interface QueuedTransition {
-  fn: (trx: Transaction<Database>, signals: WorkSignal[]) => Promise<unknown>;
+  fn: TransitionBody<unknown>;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -66,7 +67,7 @@ export class SqliteStore extends KyselyStore {
    * the batch is rolled back and each is run again in a transaction of its own, so one failure
    * never undoes another (a transition only reads and writes the database, so a re-run is safe).
    */
-  protected override transition<T>(fn: (trx: Transaction<Database>, signals: WorkSignal[]) => Promise<T>): Promise<T> {
+  protected override transition<T>(fn: TransitionBody<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
       if (!this.draining) {

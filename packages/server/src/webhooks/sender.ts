@@ -1,6 +1,8 @@
 // Delivers the durable webhook outbox: rows are written in the same transaction as the job
 // transition that owes them, so a crash between the two is impossible; this loop leases due
-// rows, POSTs them signed, and reschedules failures with exponential backoff and jitter.
+// rows, POSTs them signed, and reschedules failures by the one backoff policy (@drover/common).
+// It waits by backoffDelay, not retry(): the next try is kept in the row, so it outlives a restart.
+import { backoffDelay, type Backoff } from '@drover/common';
 import { WEBHOOK_EVENT_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER } from '@drover/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import type { OutboxRow, Store, UserRow } from '../store/types.js';
@@ -33,6 +35,8 @@ export class WebhookSender {
   private stopped = false;
   private readonly secrets = new Map<string, UserRow>();
   private readonly opts: Required<WebhookSenderOptions>;
+  /** Retries wait base × 2^(n−1), capped, each spread ±25 %. */
+  private readonly backoff: Backoff;
 
   constructor(
     private readonly store: Store,
@@ -49,6 +53,7 @@ export class WebhookSender {
       batch: 20,
       ...options,
     };
+    this.backoff = { baseMs: this.opts.baseDelayMs, maxMs: this.opts.maxDelayMs, jitter: 'proportional', spread: 0.25 };
   }
 
   start(): void {
@@ -137,9 +142,8 @@ export class WebhookSender {
       error = (err as Error).message;
     }
     const giveUp = attempts >= this.opts.maxAttempts;
-    const delay = Math.min(this.opts.baseDelayMs * 2 ** (attempts - 1), this.opts.maxDelayMs);
-    const jittered = Math.round(delay * (0.75 + Math.random() * 0.5));
-    await this.store.markWebhookFailed(row.id, attempts, error, giveUp ? null : Date.now() + jittered);
+    const retryAt = giveUp ? null : Date.now() + backoffDelay(this.backoff, attempts);
+    await this.store.markWebhookFailed(row.id, attempts, error, retryAt);
     this.log.warn({ delivery: row.id, job: row.job_id, attempts, error, giveUp }, 'webhook delivery failed');
     this.report({ id: row.id, ok: false, error, ...(status !== undefined ? { status } : {}) });
   }

@@ -139,12 +139,29 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   return out;
 }
 
-export const FINISHED = new Set(['completed', 'canceled', 'failed']);
+/** Statuses a job never leaves (dead-lettered: an SQS queue's job, see drover status --queue). */
+export const FINISHED = new Set(['completed', 'canceled', 'failed', 'dead-lettered']);
 
 /** "12s ago" from an ISO timestamp; "-" for null. */
 export function ago(ts: string | null, now = Date.now()): string {
   if (!ts) return '-';
   return `${formatDuration((now - Date.parse(ts)) / 1000)} ago`;
+}
+
+/**
+ * The HEARTBEAT column: the age of the last heartbeat of a running job ("none yet" before its
+ * first), and for a finished job when it ended ("completed 3m ago"), not a heartbeat age that keeps
+ * counting after the end.
+ */
+export function heartbeatText(
+  job: { status: string; heartbeat: string | null } & Partial<Pick<Job, 'num_heartbeats' | 'completed' | 'failed' | 'canceled'>>,
+  now = Date.now(),
+): string {
+  const ended = job.status === 'completed' || job.status === 'failed' || job.status === 'canceled' ? job[job.status] : undefined;
+  // (An SQS job record has no end times or heartbeat count: its last heartbeat is what it has.)
+  if (ended) return `${job.status} ${ago(ended, now)}`;
+  if (job.status === 'running' && job.num_heartbeats === 0) return 'none yet';
+  return job.status === 'pending' ? '-' : ago(job.heartbeat, now);
 }
 
 export function progressText(job: Pick<Job, 'progress'>, width = 40): string {

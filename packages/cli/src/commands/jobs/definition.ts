@@ -1,11 +1,11 @@
 // A job definition from a JSON/YAML file and flags (flags win), checked against the protocol's
 // schema, and its {i} copies for `--count`.
-import { JobDefinition, LEGACY_FIELDS, SYNC_PHASE_DIRECTION, type JobDefinition as JobDefinitionT, type SyncEntry } from '@drover/protocol';
+import { LEGACY_FIELDS, SYNC_PHASE_DIRECTION, type JobDefinition as JobDefinitionT, type SyncEntry } from '@drover/protocol';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { CliError } from '../../lib/output.js';
 import { USAGE } from './common.js';
-import { checkSchema } from './validate.js';
+import { checkJobDefinition } from './validate.js';
 
 export const PHASES = ['before', 'during', 'after'] as const;
 export type Phase = (typeof PHASES)[number];
@@ -66,7 +66,7 @@ export function readJobFile(file: string): Draft[] {
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
       throw new CliError(`${where}: a job definition must be a mapping of fields (command, container_group_id, ...)`);
     }
-    const problem = checkSchema(JobDefinition, doc, { partial: true });
+    const problem = checkJobDefinition(doc, { partial: true });
     if (problem) throw new CliError(`${where}: ${problem.field === '' ? 'the job' : `field ${problem.field}`} ${problem.message}${hint(problem.field, doc)}`);
   });
   return docs as Draft[];
@@ -174,7 +174,7 @@ export function requireEssentials(def: Draft, where: string | undefined): JobDef
 /** Checks the final definitions (after flags and {i}) as the coordinator will; the error names the field. */
 export function checkDefinitions(defs: readonly JobDefinitionT[], numbered: boolean, first = 0): void {
   defs.forEach((def, i) => {
-    const problem = checkSchema(JobDefinition, def);
+    const problem = checkJobDefinition(def);
     if (problem) {
       const job = numbered ? `job ${first + i}: ` : '';
       throw new CliError(`${job}${problem.field === '' ? 'the job' : `field ${problem.field}`} ${problem.message}`);

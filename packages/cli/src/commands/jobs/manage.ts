@@ -1,9 +1,10 @@
 // drover jobs list | get | cancel | purge | events | clear
 import { DroverApiError, type DroverClient } from '@drover/sdk';
-import { JOB_STATUSES, LEGACY_FIELDS, type Job, type JobStatus } from '@drover/protocol';
+import { JOB_STATUSES, LEGACY_FIELDS, type Job, type JobStatus, type SqsJobRecord } from '@drover/protocol';
 import { Command, Option } from 'commander';
 import { connect, withConnection, type CommonFlags } from '../../lib/connection.js';
 import { CliError, action, formatTable, paint, paintStatus, printJson } from '../../lib/output.js';
+import { openRecords, withQueueOptions, type QueueFlags } from '../../lib/queue.js';
 import { USAGE, ago, checkJobIds, commandLine, jobError, progressText, truncate, wholeNumber } from './common.js';
 import { PHASES } from './definition.js';
 
@@ -97,10 +98,23 @@ async function listJobs(client: DroverClient, flags: ListFlags): Promise<Job[]> 
 function getCommand(): Command {
   const cmd = new Command('get').description('Show one job in full').argument('<id>', 'job id');
   withConnection(cmd);
-  cmd.addHelpText('after', '\nExample:\n  drover jobs get 3f2b9c4e-8a1d-4e5f-9b7a-0c1d2e3f4a5b\n');
+  withQueueOptions(cmd, { records: true });
+  cmd.addHelpText(
+    'after',
+    '\nWith --queue: the job record the workers of that SQS queue keep (none yet: the job is pending).\n' +
+      '\nExamples:\n  drover jobs get 3f2b9c4e-8a1d-4e5f-9b7a-0c1d2e3f4a5b\n' +
+      '  drover jobs get 3f2b9c4e-8a1d-4e5f-9b7a-0c1d2e3f4a5b --queue "$DROVER_SQS_QUEUE_URL" --sqs-status-bucket results\n',
+  );
   cmd.action(
-    action('jobs get', async (id: string, flags: CommonFlags) => {
+    action('jobs get', async (id: string, flags: CommonFlags & QueueFlags) => {
       checkJobIds([id]);
+      if (flags.queue !== undefined) {
+        const { records } = await openRecords(flags);
+        const record = await records.get(id);
+        if (flags.json) return printJson(record ?? { id, status: 'pending' });
+        process.stdout.write(record ? describeRecord(record) : `${id}  ${paintStatus('pending')} (no record: no worker has received it yet)\n`);
+        return;
+      }
       const { client } = connect(flags);
       const job = await client.getJob(id).catch((e: unknown) => Promise.reject(jobError(e, id)));
       if (flags.json) return printJson(job);
@@ -142,20 +156,55 @@ function describeJob(j: Job): string {
     }
   }
   for (const f of LEGACY_FIELDS) if (j[f]) rows.push([f, j[f] ?? undefined]);
+  return keyValues(rows);
+}
+
+/** Aligned `key  value` lines; rows without a value are left out. */
+function keyValues(rows: [string, string | undefined][]): string {
   const shown = rows.filter((r): r is [string, string] => r[1] !== undefined);
   const width = Math.max(...shown.map(([k]) => k.length));
   return shown.map(([k, v]) => `${paint('bold', k.padEnd(width))}  ${v}`).join('\n') + '\n';
 }
 
+/** An SQS job's record, as describeJob shows a job document. */
+function describeRecord(r: SqsJobRecord): string {
+  const now = Date.now();
+  const when = (ts: string | null) => (ts ? `${ts} (${ago(ts, now)})` : undefined);
+  const rows: [string, string | undefined][] = [
+    ['id', r.id],
+    ['status', paintStatus(r.status)],
+    ['queue', r.queue_url],
+    ['message', r.message_id],
+    ['command', r.command === null ? undefined : commandLine({ command: r.command, arguments: r.arguments })],
+    ['attempt', String(r.attempt)],
+    ['failures', `${r.num_failures} of at most ${r.max_failures}`],
+    ['last error', r.last_error ?? undefined],
+    ['machine', r.machine_id ?? undefined],
+    ['progress', r.progress ? progressText(r, 200) : undefined],
+    ['heartbeat', when(r.heartbeat)],
+    ['heartbeats', String(r.num_heartbeats)],
+    ['heartbeat interval', `${r.heartbeat_interval}s (lease ${r.lease_timeout}s)`],
+    ['hand-ons', r.hand_ons > 0 ? `${r.hand_ons} (moved to a new message before the visibility cap)` : undefined],
+    ['created', when(r.created)],
+    ['started', when(r.started)],
+    ['completed', when(r.completed)],
+    ['dead-lettered', when(r.dead_lettered)],
+    ['dead-letter queue', r.dead_letter_queue_url ?? undefined],
+    ['dead letter', r.dead_letter_message_id ?? undefined],
+  ];
+  return keyValues(rows);
+}
+
 function cancelCommand(): Command {
   const cmd = new Command('cancel').description('Cancel jobs: they become canceled for good; a running one is stopped at its next heartbeat').argument('<ids...>', 'job ids');
   withConnection(cmd);
-  cmd.addHelpText('after', '\nExit code 1 if any job could not be canceled (not found, or already finished).\n\nExample:\n  drover jobs cancel 3f2b9c4e-8a1d-4e5f-9b7a-0c1d2e3f4a5b\n');
+  cmd.addHelpText('after', '\nA job already finished is left as it is and said on stderr; exit code 1 if any job was not found.\n\nExample:\n  drover jobs cancel $(cat job_history.txt)\n');
   cmd.action(
     action('jobs cancel', async (ids: string[], flags: CommonFlags) => {
       checkJobIds(ids);
       const { client } = connect(flags);
-      const results: { id: string; canceled: boolean; error?: string }[] = [];
+      // A finished job needs no canceling: `cancel $(cat job_history.txt)` means "none of these runs any more".
+      const results: { id: string; canceled: boolean; error?: string; finished?: boolean }[] = [];
       for (const id of [...new Set(ids)]) {
         try {
           await client.cancelJob(id);
@@ -163,13 +212,13 @@ function cancelCommand(): Command {
         } catch (err) {
           if (!(err instanceof DroverApiError) || (err.status !== 404 && err.status !== 409)) throw err;
           const error = err.status === 404 ? `job ${id} not found` : `job ${id}: ${err.message}`;
-          results.push({ id, canceled: false, error });
+          results.push({ id, canceled: false, error, ...(err.status === 409 ? { finished: true } : {}) });
         }
       }
       if (flags.json) printJson(results);
       else for (const r of results) if (r.canceled) process.stdout.write(`canceled ${r.id}\n`);
       for (const r of results) if (r.error) process.stderr.write(`drover jobs cancel: ${r.error}\n`);
-      if (results.some((r) => !r.canceled)) process.exitCode = 1;
+      if (results.some((r) => !r.canceled && !r.finished)) process.exitCode = 1;
     }),
   );
   return cmd;

@@ -1,11 +1,12 @@
 // drover status: a table of the given jobs (or those of the history file); --watch refreshes it
 // until every one of them is finished.
 import { DroverApiError, type DroverClient } from '@drover/sdk';
-import { JOB_STATUSES, type Job } from '@drover/protocol';
+import { JOB_STATUSES, SQS_JOB_STATUSES, type Job, type SqsJobRecord } from '@drover/protocol';
 import { Command, InvalidArgumentError } from 'commander';
 import { connect, withConnection, type CommonFlags } from '../../lib/connection.js';
 import { CliError, action, formatTable, paint, paintStatus } from '../../lib/output.js';
-import { DEFAULT_HISTORY, FINISHED, USAGE, ago, checkJobIds, isJobId, mapLimit, progressText, readHistory } from './common.js';
+import { openRecords, withQueueOptions, type QueueFlags } from '../../lib/queue.js';
+import { DEFAULT_HISTORY, FINISHED, USAGE, checkJobIds, heartbeatText, isJobId, mapLimit, progressText, readHistory } from './common.js';
 
 /** --watch's value: seconds, or (commander takes the word after --watch as its value) a job id. */
 interface Watch {
@@ -13,7 +14,7 @@ interface Watch {
   id?: string;
 }
 
-interface StatusFlags extends CommonFlags {
+interface StatusFlags extends CommonFlags, QueueFlags {
   history?: string;
   watch?: Watch | true;
 }
@@ -34,20 +35,30 @@ export function statusCommand(): Command {
     .option('--history <file>', `read the ids from this file (default ./${DEFAULT_HISTORY} when no ids are given)`)
     .option('-w, --watch [seconds]', `refresh every few seconds (default ${DEFAULT_WATCH_SECONDS}) until all the jobs are finished`, watchValue);
   withConnection(cmd);
+  withQueueOptions(cmd, { records: true });
   cmd.addHelpText(
     'after',
     `
 Columns: attempt = the lease number (+1 on every claim); failures = failed attempts / max_failures;
-heartbeat = age of the last heartbeat; progress = what the job last reported.
+heartbeat = age of the last heartbeat of a running job ("none yet" before its first), or when a finished
+job ended; progress = what the job last reported (for a finished job, what it reported at the end).
 Exit code 0 once shown (with --watch: once every job is completed, failed or canceled); 1 when a
 job does not exist. With --json: the job documents (with --watch, one compact JSON line per round).
+
+With --queue, the jobs of an AWS SQS queue, from the records its workers keep in the status bucket:
+running, completed or dead-lettered; a job no worker has received yet has no record and shows as
+pending. With --json: the records.
 `,
   );
   cmd.action(action('status', (ids: string[], flags: StatusFlags) => status(ids, flags)));
   return cmd;
 }
 
-type Row = { id: string; job?: Job };
+/** What a row shows: a coordinator's job document, or an SQS queue's job record. */
+type View = Pick<Job, 'attempt' | 'num_failures' | 'max_failures' | 'machine_id' | 'heartbeat' | 'progress'> &
+  Partial<Pick<Job, 'num_heartbeats' | 'completed' | 'failed' | 'canceled' | 'notice'>> & { status: string };
+type Row = { id: string; job?: View; doc?: unknown };
+type Fetch = (ids: string[]) => Promise<Row[]>;
 
 async function status(argIds: string[], flags: StatusFlags): Promise<void> {
   const watch = flags.watch === true ? { seconds: DEFAULT_WATCH_SECONDS } : flags.watch;
@@ -67,13 +78,13 @@ async function status(argIds: string[], flags: StatusFlags): Promise<void> {
   }
   ids = [...new Set(ids)];
   if (ids.length === 0) throw new CliError(`no job ids: the history file ${flags.history ?? DEFAULT_HISTORY} is empty`, USAGE);
-  const { client } = connect(flags);
+  const fetch: Fetch = flags.queue !== undefined ? await recordFetcher(flags) : (list) => fetchRows(connect(flags).client, list);
   const tty = Boolean(process.stdout.isTTY);
   for (let round = 0; ; round++) {
-    const rows = await fetchRows(client, ids);
+    const rows = await fetch(ids);
     const finished = rows.every((r) => !r.job || FINISHED.has(r.job.status));
     if (flags.json) {
-      const docs = rows.map((r) => r.job ?? { id: r.id, error: 'not_found' });
+      const docs = rows.map((r) => r.doc ?? { id: r.id, error: 'not_found' });
       process.stdout.write(watch ? `${JSON.stringify(docs)}\n` : `${JSON.stringify(docs, null, 2)}\n`);
     } else {
       let out = '';
@@ -98,12 +109,24 @@ async function status(argIds: string[], flags: StatusFlags): Promise<void> {
 async function fetchRows(client: DroverClient, ids: string[]): Promise<Row[]> {
   return mapLimit(ids, 16, async (id) => {
     try {
-      return { id, job: await client.getJob(id) };
+      const job = await client.getJob(id);
+      return { id, job, doc: job };
     } catch (err) {
       if (err instanceof DroverApiError && err.status === 404) return { id };
       throw err;
     }
   });
+}
+
+/** An SQS job's row: its record, or pending while it has none. */
+export function recordView(id: string, r: SqsJobRecord | undefined): Row {
+  if (!r) return { id, job: { status: 'pending', attempt: 0, num_failures: 0, max_failures: 0, machine_id: null, heartbeat: null, progress: null }, doc: { id, status: 'pending' } };
+  return { id, job: r, doc: r };
+}
+
+async function recordFetcher(flags: StatusFlags): Promise<Fetch> {
+  const { records } = await openRecords(flags);
+  return (ids) => mapLimit(ids, 16, async (id) => recordView(id, await records.get(id)));
 }
 
 function render(rows: Row[]): string {
@@ -112,16 +135,17 @@ function render(rows: Row[]): string {
     { header: 'ID', value: (r) => r.id },
     { header: 'STATUS', value: (r) => (r.job ? paintStatus(r.job.status) : paint('red', 'not found')) },
     { header: 'ATTEMPT', value: (r) => (r.job ? String(r.job.attempt) : '-'), align: 'right' },
-    { header: 'FAILURES', value: (r) => (r.job ? `${r.job.num_failures}/${r.job.max_failures}` : '-'), align: 'right' },
+    { header: 'FAILURES', value: (r) => (r.job && r.job.max_failures > 0 ? `${r.job.num_failures}/${r.job.max_failures}` : '-'), align: 'right' },
     { header: 'MACHINE', value: (r) => r.job?.machine_id ?? '-' },
-    { header: 'HEARTBEAT', value: (r) => (r.job ? ago(r.job.heartbeat, now) : '-') },
+    { header: 'HEARTBEAT', value: (r) => (r.job ? heartbeatText(r.job, now) : '-') },
     { header: 'PROGRESS', value: (r) => (r.job ? progressText(r.job) : '-') },
   ]);
   const count = (s: string) => rows.filter((r) => (r.job?.status ?? 'not found') === s).length;
-  const summary = [...JOB_STATUSES, 'not found']
+  const summary = [...new Set([...JOB_STATUSES, ...SQS_JOB_STATUSES, 'not found'])]
     .map((s) => [s, count(s)] as const)
     .filter(([, n]) => n > 0)
     .map(([s, n]) => `${n} ${s}`)
     .join(', ');
-  return `${table}${paint('dim', `${rows.length} job${rows.length === 1 ? '' : 's'}: ${summary}`)}\n`;
+  const notices = [...new Set(rows.map((r) => r.job?.notice).filter((n): n is string => n !== undefined))].map((n) => paint('yellow', `note: ${n}\n`));
+  return `${table}${paint('dim', `${rows.length} job${rows.length === 1 ? '' : 's'}: ${summary}`)}\n${notices.join('')}`;
 }

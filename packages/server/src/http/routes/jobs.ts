@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import {
+  PARENT_SEGMENT_MESSAGE,
+  parentSegmentPaths,
   ContainerGroupParams,
   CountResponse,
   ErrorBody,
@@ -16,7 +18,6 @@ import {
   JobList,
   ListJobsQuery,
   MessageResponse,
-  type JobDefinition as JobDefinitionT,
 } from '@drover/protocol';
 import type { NewJob, Outcome } from '../../store/types.js';
 import { refuseWebhookUrl } from '../../webhooks/url-guard.js';
@@ -27,7 +28,9 @@ import { toJobDocument } from '../job-document.js';
 const err = Type.Ref(ErrorBody);
 const tags = ['jobs'];
 
-function normalize(def: JobDefinitionT, allowPrivate: boolean, index?: number): NewJob {
+function normalize(def: JobDefinition, allowPrivate: boolean, index?: number): NewJob {
+  const climbing = parentSegmentPaths(def)[0];
+  if (climbing !== undefined) throw new HttpError(400, 'bad_request', `body/${index === undefined ? '' : `${index}/`}${climbing} ${PARENT_SEGMENT_MESSAGE}`, index);
   if (def.webhook !== undefined) {
     const why = refuseWebhookUrl(def.webhook, allowPrivate);
     const where = index === undefined ? 'body/webhook' : `body/${index}/webhook`;
@@ -73,12 +76,10 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
       },
     },
     async (req, reply) => {
-      const [row] = await ctx.store.createJobs(
-        req.user.id,
-        [normalize(req.body as JobDefinitionT, ctx.allowPrivateWebhooks)],
-        ctx.now(),
-      );
-      return reply.code(202).send(toJobDocument(row!, ctx.store.leaseFactor));
+      const now = ctx.now();
+      const [row] = await ctx.store.createJobs(req.user.id, [normalize(req.body, ctx.allowPrivateWebhooks)], now);
+      const notice = await ctx.groupPolls.notice(req.user.id, row!.container_group_id, now);
+      return reply.code(202).send(toJobDocument(row!, ctx.store.leaseFactor, notice));
     },
   );
 
@@ -94,10 +95,12 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
       },
     },
     async (req, reply) => {
-      const defs = req.body as JobDefinitionT[];
-      const jobs = defs.map((d, i) => normalize(d, ctx.allowPrivateWebhooks, i));
-      const rows = await ctx.store.createJobs(req.user.id, jobs, ctx.now());
-      return reply.code(202).send(rows.map((r) => toJobDocument(r, ctx.store.leaseFactor)));
+      const jobs = req.body.map((d, i) => normalize(d, ctx.allowPrivateWebhooks, i));
+      const now = ctx.now();
+      const rows = await ctx.store.createJobs(req.user.id, jobs, now);
+      const notices = new Map<string, string | undefined>();
+      for (const g of new Set(rows.map((r) => r.container_group_id))) notices.set(g, await ctx.groupPolls.notice(req.user.id, g, now));
+      return reply.code(202).send(rows.map((r) => toJobDocument(r, ctx.store.leaseFactor, notices.get(r.container_group_id))));
     },
   );
 
@@ -138,7 +141,8 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
     async (req) => {
       const row = await ctx.store.getJob(req.user.id, req.params.id);
       if (!row) throw notFound();
-      return toJobDocument(row, ctx.store.leaseFactor);
+      const notice = row.status === 'pending' ? await ctx.groupPolls.notice(req.user.id, row.container_group_id, ctx.now()) : undefined;
+      return toJobDocument(row, ctx.store.leaseFactor, notice);
     },
   );
 
@@ -184,7 +188,10 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
       const outcome = await ctx.store.cancelJob(req.user.id, req.params.id, ctx.now());
       ctx.metrics.transitions.inc({ transition: 'cancel', outcome: outcome.kind });
       requireApplied(outcome, (status) => `job is ${status} and can no longer be canceled`);
-      if (outcome.kind === 'applied') ctx.webhooks?.kick();
+      if (outcome.kind === 'applied') {
+        ctx.webhooks?.kick();
+        ctx.scaling.autoscaler.poke(req.user.id, outcome.job.container_group_id);
+      }
       return reply.code(202).send({ message: 'Job canceled' });
     },
   );
@@ -201,7 +208,10 @@ export const jobRoutes: FastifyPluginAsyncTypebox<AppContext> = async (app, ctx)
     },
     async (req) => {
       const count = await ctx.store.purgeGroup(req.user.id, req.params.container_group_id, ctx.now());
-      if (count > 0) ctx.webhooks?.kick();
+      if (count > 0) {
+        ctx.webhooks?.kick();
+        ctx.scaling.autoscaler.poke(req.user.id, req.params.container_group_id);
+      }
       return { count };
     },
   );

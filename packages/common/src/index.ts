@@ -1,0 +1,1 @@
+export { backoffDelay, retry, type Backoff, type RetryInfo, type RetryOptions } from './retry.js';
