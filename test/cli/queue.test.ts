@@ -89,6 +89,7 @@ describe('drover commands for an SQS queue', () => {
     const got = await drover(['jobs', 'get', failing[0]!, '--queue', q.url], { env, cwd });
     assert.match(got.stdout, /status\s+dead-lettered/);
     assert.match(got.stdout, /last error\s+the job process exited with code 4/);
+    assert.match(got.stdout, new RegExp(`banned machines\\s+${w.machineId} \\(they failed it\\)`));
     assert.match(got.stdout, new RegExp(`dead-letter queue\\s+${q.deadLetterUrl}`));
   });
 

@@ -157,18 +157,27 @@ describe('jobs from an SQS queue', () => {
     });
   }
 
-  it('a job that fails max_failures times goes to the dead-letter queue with the reason, and its record says so', async () => {
+  it('a job that fails max_failures times goes to the dead-letter queue with the reason; a node that failed it leaves it to another node', async () => {
     const q = await h.queue({ redrive: true });
     // heartbeat_interval 30: a failed attempt that waited out its lease (60 s) would miss the test's deadline.
     const id = await send(q, { command: process.execPath, arguments: [COUNTER_APP], environment: { EXIT_CODE: '3', CKPT_DIR: 'ck', OUT_DIR: 'out' }, container_group_id: 'g', max_failures: 2, heartbeat_interval: 30 });
-    const w = worker(q);
+    const a = worker(q);
+    const once = await untilRecord(q, id, 'failed once', (x) => x.num_failures === 1 && x.machine_id === null, 30_000);
+    assert.deepEqual(once.banned_machines, [a.machineId], 'the failing machine is banned from the job');
+    // A sees the message again at once (a failure does not wait out the lease) and leaves it alone.
+    const failed = await a.waitForLog('A reported the failure', (l) => isJob(id)(l) && l.msg === 'job reported failed');
+    const declined = await a.waitForLog('A left the job to another node', (l) => isJob(id)(l) && /failed the job before: leaving it to another node/.test(l.msg), 15_000);
+    assert.ok((declined.time as number) - (failed.time as number) < 10_000, 'a failed attempt is visible again at once, not after its lease');
+    assert.equal((await record(q, id))?.status, 'running', 'the job waits in the queue for another node');
+
+    const b = worker(q);
     const r = await untilRecord(q, id, 'dead-lettered', (x) => x.status === 'dead-lettered' && x.dead_letter_message_id !== null, 30_000);
     assert.deepEqual([r.num_failures, r.attempt, r.machine_id], [2, 2, null]);
+    assert.deepEqual(r.banned_machines, [a.machineId, b.machineId]);
     assert.match(r.last_error ?? '', /exited with code 3/);
     assert.equal(r.dead_letter_queue_url, q.deadLetterUrl);
-    const claims = w.logs.filter((l) => isJob(id)(l) && l.msg === 'claimed a job').map((l) => l.time as number);
-    assert.equal(claims.length, 2);
-    assert.ok(claims[1]! - claims[0]! < 10_000, 'a failed attempt is visible again at once, not after its lease');
+    const claims = (w: TestWorker) => w.logs.filter((l) => isJob(id)(l) && l.msg === 'claimed a job').length;
+    assert.deepEqual([claims(a), claims(b)], [1, 1], 'each node ran the job once');
 
     const dead = await h.peek(q.deadLetterUrl);
     assert.equal(dead.length, 1);

@@ -63,6 +63,9 @@ export const SqsJobRecord = Type.Object(
     attempt: Type.Integer({ description: 'Claims so far (+1 on every claim)' }),
     num_failures: Type.Integer(),
     max_failures: Type.Integer(),
+    banned_machines: Type.Optional(Type.Array(Type.String(), {
+      description: 'Machines that failed the job (oldest first, at most 50): they leave it to other nodes, as the coordinator bans them. Absent in records of workers before it',
+    })),
     heartbeat_interval: Type.Integer({ description: 'seconds' }),
     lease_timeout: Type.Integer({ description: 'seconds: the visibility each heartbeat extends the message by' }),
     machine_id: Type.Union([Type.String(), Type.Null()], { description: 'The machine running it; null while it waits in the queue' }),

@@ -35,6 +35,13 @@ const RECEIVE_VISIBILITY_S = 10;
 export const SQS_VISIBILITY_CAP_S = 12 * 3600;
 /** Replaced message ids a record keeps (a receiver deletes those messages on sight). */
 const REPLACED_KEPT = 20;
+/** Machines a record keeps as banned from the job (those that failed it, newest last). */
+const BANNED_KEPT = 50;
+/**
+ * How long a node that failed a job hides the job's message when it receives it again: long enough
+ * not to spin on it alone, short enough that another node's receive gets it at once.
+ */
+const BANNED_VISIBILITY_S = 2;
 
 export interface SqsSourceSettings {
   /** The queue's URL, or sqs://<name>. */
@@ -123,6 +130,8 @@ function parseBody(body: string): { def: JobDefinition } | { problem: string } {
 export class SqsSource implements JobSource {
   readonly description: string;
   readonly capMs: number;
+  /** Jobs this machine has left alone since it failed them (said once at info). */
+  private readonly declined = new Set<string>();
 
   private constructor(
     readonly queue: SqsQueue,
@@ -270,6 +279,15 @@ export class SqsSource implements JobSource {
       // The last failure was counted but the node died before moving the message.
       const r = rec ?? this.recordOf(jobId, m, def, leaseS);
       await this.deadLetter({ ...r, num_failures: failures }, m.body, m.receiptHandle, `failed ${failures} times (max_failures ${def.max_failures})${r.last_error ? `; last: ${r.last_error}` : ''}`);
+      return undefined;
+    }
+    if (rec?.banned_machines?.includes(this.machineId)) {
+      // This machine failed the job before: as the coordinator bans it, it leaves the job to others.
+      if (this.declined.size > 1000) this.declined.clear();
+      const first = !this.declined.has(jobId);
+      this.declined.add(jobId);
+      log[first ? 'info' : 'debug']({ job: jobId }, 'sqs: this machine failed the job before: leaving it to another node');
+      await this.queue.changeVisibility(m.receiptHandle, BANNED_VISIBILITY_S);
       return undefined;
     }
     const now = iso();
@@ -557,7 +575,8 @@ class SqsLease implements JobLease {
     await this.prove();
     const why = storableReason(reason ?? 'the attempt failed');
     const failures = this.record.num_failures + 1;
-    const rec: SqsJobRecord = { ...this.record, num_failures: failures, last_error: why, updated: iso() };
+    const banned = [...(this.record.banned_machines ?? []).filter((id) => id !== this.src.machineId), this.src.machineId].slice(-BANNED_KEPT);
+    const rec: SqsJobRecord = { ...this.record, num_failures: failures, banned_machines: banned, last_error: why, updated: iso() };
     await this.dropSuccessor();
     if (failures >= this.job.max_failures) {
       this.record = await this.src.deadLetter(rec, this.body, this.current.receiptHandle, `failed ${failures} times (max_failures ${this.job.max_failures}); last: ${why}`);

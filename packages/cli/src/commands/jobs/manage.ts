@@ -179,6 +179,7 @@ function describeRecord(r: SqsJobRecord): string {
     ['attempt', String(r.attempt)],
     ['failures', `${r.num_failures} of at most ${r.max_failures}`],
     ['last error', r.last_error ?? undefined],
+    ['banned machines', r.banned_machines?.length ? `${r.banned_machines.join(', ')} (they failed it)` : undefined],
     ['machine', r.machine_id ?? undefined],
     ['progress', r.progress ? progressText(r, 200) : undefined],
     ['heartbeat', when(r.heartbeat)],
