@@ -4,7 +4,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { type JobRow, type NewJob, type Outcome, type Store, type WorkSignal } from '@drover/server';
+import { Migrator, type Kysely } from 'kysely';
 import { STORES } from '@drover/testing/server';
+import { CodeMigrationProvider } from '../../packages/server/src/store/migrations.js';
 import { T0, storeForSuite, storeJob, storeUser } from '@drover/testing/store';
 
 /** Lease timeout = LEASE_FACTOR × heartbeat_interval. */
@@ -656,6 +658,109 @@ for (const kind of STORES) {
       } finally {
         stop();
       }
+    });
+
+    /**
+     * The counts the dashboard and /metrics read (SQLite: from job_counts, kept by triggers) against
+     * the jobs themselves, counted here; on SQLite also against the store's own scan form.
+     */
+    async function checkCounts(userId: string, groups: string[], now: number, when: string): Promise<void> {
+      const db = (store() as unknown as { db: Kysely<{ jobs: JobRow }> }).db;
+      const rows = await db.selectFrom('jobs').select(['user_id', 'container_group_id', 'status', 'lease_expires_at', 'machine_id', 'heartbeat']).execute();
+      const mine = rows.filter((r) => r.user_id === userId);
+      const expected = [...new Set(mine.map((r) => r.container_group_id))].sort().map((g) => {
+        const of = mine.filter((r) => r.container_group_id === g);
+        const running = of.filter((r) => r.status === 'running');
+        const jobs = Object.fromEntries(['pending', 'running', 'completed', 'failed', 'canceled'].map((st) => [st, of.filter((r) => r.status === st).length]));
+        const beats = running.filter((r) => r.machine_id !== null && r.heartbeat !== null).map((r) => Number(r.heartbeat));
+        return {
+          container_group_id: g,
+          jobs,
+          queue_depth: jobs.pending! + running.filter((r) => Number(r.lease_expires_at) < now).length,
+          running_machines: new Set(running.filter((r) => Number(r.lease_expires_at) >= now).map((r) => r.machine_id)).size,
+          banned_machines: 0,
+          oldest_heartbeat: beats.length ? Math.min(...beats) : null,
+        };
+      });
+      const forms = kind === 'sqlite' ? [false, true] : [false];
+      for (const scan of forms) {
+        (store() as unknown as { countByScan: boolean }).countByScan = scan;
+        try {
+          const how = `${when}${scan ? ' (scan form)' : ''}`;
+          const summaries = (await store().groupSummaries(userId, now)).map((g) => ({ ...g, banned_machines: 0 }));
+          assert.deepEqual(summaries, expected, `group summaries ${how}`);
+          for (const g of expected) assert.deepEqual((await store().groupSummaries(userId, now, g.container_group_id)).map((x) => ({ ...x, banned_machines: 0 })), [g], `${g.container_group_id} alone ${how}`);
+          const whole: Record<string, number> = {};
+          for (const r of rows) whole[r.status] = (whole[r.status] ?? 0) + 1;
+          assert.deepEqual(await store().countJobsByStatus(), whole, `jobs by status, whole database ${how}`);
+          const gauges = (await store().groupGauges(now)).filter((x) => groups.includes(x.container_group_id)).sort((a, b) => (a.container_group_id < b.container_group_id ? -1 : 1));
+          const live = (g: string) => rows.filter((r) => r.container_group_id === g && r.status === 'running' && Number(r.lease_expires_at) >= now);
+          assert.deepEqual(
+            gauges,
+            expected
+              .filter((g) => g.jobs.pending! + g.jobs.running! > 0)
+              .map((g) => {
+                const beats = live(g.container_group_id).map((r) => Number(r.heartbeat)).filter((b) => b > 0);
+                return { container_group_id: g.container_group_id, queue_depth: g.queue_depth, running: live(g.container_group_id).length, oldest_heartbeat: beats.length ? Math.min(...beats) : null };
+              }),
+            `group gauges ${how}`,
+          );
+        } finally {
+          (store() as unknown as { countByScan: boolean }).countByScan = false;
+        }
+      }
+    }
+
+    test('the counts by status (group summaries, gauges, /metrics) follow every transition: submit, claim, complete, fail, release, lapse, cancel, purge, user deletion', async () => {
+      const f = await fixture();
+      const g2 = `${f.group}-two`;
+      const groups = [f.group, g2];
+      const check = (now: number, when: string) => checkCounts(f.userId, groups, now, when);
+      await check(T0, 'with no jobs');
+      const jobs = await f.create(6, T0, { max_failures: 2 });
+      const others = await store().createJobs(f.userId, [storeJob(g2), storeJob(g2), storeJob(g2)], T0);
+      await check(T0, 'after submit');
+      const claimed = await Promise.all(['m1', 'm2', 'm3', 'm4'].map((m, i) => f.claim(m, T0 + 1 + i)));
+      assert.ok(claimed.every((j) => j !== undefined));
+      await check(T0 + 10, 'after four claims');
+      await store().heartbeat(f.ref(claimed[0]!.id, 'm1', T0 + 20));
+      assert.equal((await store().completeJob(f.ref(claimed[0]!.id, 'm1', T0 + 30))).kind, 'applied');
+      assert.equal((await store().failJob(f.ref(claimed[1]!.id, 'm2', T0 + 31))).kind, 'applied');
+      assert.equal((await store().releaseJob(f.ref(claimed[2]!.id, 'm3', T0 + 32))).kind, 'applied');
+      await check(T0 + 40, 'after a completion, a failure (retried) and a release');
+      await check(T0 + 4 + LEASE_MS + 1, "after m4's lease lapsed");
+      const again = await f.claim('m5', T0 + 50);
+      assert.equal((await store().failJob(f.ref(again!.id, 'm5', T0 + 51))).kind, 'applied');
+      const last = await f.claim('m6', T0 + 52);
+      if (last?.id === again!.id) assert.equal((await store().failJob(f.ref(last.id, 'm6', T0 + 53))).kind, 'applied');
+      assert.equal((await store().cancelJob(f.userId, others[0]!.id, T0 + 54)).kind, 'applied');
+      await check(T0 + 60, 'after failures for good and a cancel');
+      assert.ok((await store().purgeGroup(f.userId, g2, T0 + 70)) > 0);
+      await check(T0 + 80, 'after a purge');
+      assert.ok(jobs.length === 6);
+      await store().cancelJob(f.userId, jobs[5]!.id, T0 + 90);
+      for (const j of await store().listJobs({ userId: f.userId, limit: 100, offset: 0, asc: true })) {
+        if (j.status === 'pending' || j.status === 'running') await store().cancelJob(f.userId, j.id, T0 + 91);
+      }
+      await check(T0 + 100, 'after every job ended');
+      assert.deepEqual(await store().deleteUser(f.userId), { kind: 'deleted' });
+      await check(T0 + 110, 'after the user was deleted');
+      assert.deepEqual(await store().groupSummaries(f.userId, T0 + 110), []);
+    });
+
+    test('the job counts migration counts the jobs already in the database', async () => {
+      const f = await fixture();
+      const db = (store() as unknown as { db: Kysely<unknown> }).db;
+      const back = await new Migrator({ db, provider: new CodeMigrationProvider(kind) }).migrateTo('0006_one_rule_per_salad_group');
+      assert.ifError(back.error);
+      await f.create(4);
+      await f.claim('m1', T0 + 1);
+      const done = await f.claim('m2', T0 + 2);
+      await store().completeJob(f.ref(done!.id, 'm2', T0 + 3));
+      await store().migrate();
+      await checkCounts(f.userId, [f.group], T0 + 10, 'after the migration');
+      await f.create(1, T0 + 11);
+      await checkCounts(f.userId, [f.group], T0 + 12, 'after the migration and a submit');
     });
 
     test('clearJobs removes every job of every user', async () => {

@@ -4,9 +4,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type NewJob, type NewScalingDecision, type NewScalingRule } from '@drover/server';
-import { sql, type Kysely } from 'kysely';
+import { Migrator, sql, type Kysely } from 'kysely';
 import { STORES } from '@drover/testing/server';
-import { SALAD_GROUP_INDEX, SALAD_GROUP_TAKEN_REASON } from '../../packages/server/src/store/migrations.js';
+import { CodeMigrationProvider, SALAD_GROUP_TAKEN_REASON } from '../../packages/server/src/store/migrations.js';
 import { T0, storeForSuite, storeJob, storeUser } from '@drover/testing/store';
 
 
@@ -105,9 +105,11 @@ for (const kind of STORES) {
       const b = await fixture();
       const c = await fixture();
       const db = (store() as unknown as { db: Kysely<unknown> }).db;
-      // The database as it was before that migration: no index, and three users' rules on one group.
-      await sql`drop index ${sql.id(SALAD_GROUP_INDEX)}`.execute(db);
-      await sql`delete from kysely_migration where name = '0006_one_rule_per_salad_group'`.execute(db);
+      // The database as it was before that migration (and those after it): no index, and three
+      // users' rules on one group.
+      const back = await new Migrator({ db, provider: new CodeMigrationProvider(kind) }).migrateTo('0005_logs_and_handovers');
+      assert.ifError(back.error);
+      assert.equal(Number((await sql<{ n: unknown }>`select count(*) as n from kysely_migration where name >= '0006'`.execute(db)).rows[0]?.n), 0);
       const salad = { provider: 'saladcloud' as const, org_name: 'acme', project_name: 'p', container_group_id: a.group };
       for (const [f, at] of [[b, T0 + 2], [a, T0 + 1], [c, T0 + 3]] as const) {
         assert.equal((await store().scaling.createRule({ ...f.rule(), ...salad }, at)).kind, 'created');

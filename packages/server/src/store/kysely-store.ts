@@ -45,17 +45,27 @@ export abstract class KyselyStore implements Store {
     return (this.scalingStore ??= new ScalingStore(this.db, this.kind));
   }
 
+  /**
+   * SQLite: count jobs by status from the jobs themselves, as PostgreSQL does, instead of from
+   * `job_counts` (bench:group-reads sets it to compare the two on one database).
+   */
+  countByScan = false;
+
   constructor(
     readonly db: Kysely<Database>,
     readonly leaseFactor: number,
   ) {
     this.work.setMaxListeners(0);
+    const jobCounts = () => this.kind === 'sqlite' && !this.countByScan;
     this.ctx = {
       db,
       leaseMsPerIntervalSecond: Math.round(leaseFactor * 1000),
       transaction: (fn) => this.transition(fn),
       executeHot: (query, opts) => this.executeHot(query, opts),
       getJob: (userId, jobId) => this.getJob(userId, jobId),
+      get jobCounts() {
+        return jobCounts();
+      },
     };
   }
 
@@ -208,32 +218,75 @@ export abstract class KyselyStore implements Store {
   }
 
   async countJobsByStatus(): Promise<Record<string, number>> {
-    const rows = await this.db
-      .selectFrom('jobs')
-      .select(['status', (eb) => eb.fn.countAll().as('n')])
-      .groupBy('status')
-      .execute();
+    const rows = this.ctx.jobCounts
+      ? await this.db.selectFrom('job_counts').select(['status', (eb) => eb.fn.sum<number>('n').as('n')]).where('n', '>', 0).groupBy('status').execute()
+      : await this.db.selectFrom('jobs').select(['status', (eb) => eb.fn.countAll().as('n')]).groupBy('status').execute();
     return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
   }
 
   async groupGauges(now: number) {
-    const rows = await this.db
-      .selectFrom('jobs')
-      .select([
-        'container_group_id',
-        (eb) => eb.fn.sum<number>(eb.case().when(claimable(now)).then(1).else(0).end()).as('queued'),
-        (eb) => eb.fn.sum<number>(eb.case().when(leaseLive(now)).then(1).else(0).end()).as('running'),
-        (eb) => eb.fn.min(eb.case().when(leaseLive(now)).then(eb.ref('heartbeat')).end()).as('oldest'),
-      ])
-      .where('status', 'in', ['pending', 'running'])
-      .groupBy('container_group_id')
-      .execute();
-    return rows.map((r) => ({
-      container_group_id: r.container_group_id,
-      queue_depth: Number(r.queued ?? 0),
-      running: Number(r.running ?? 0),
-      oldest_heartbeat: r.oldest == null ? null : Number(r.oldest),
-    }));
+    type Gauge = { container_group_id: string; queue_depth: number; running: number; oldest_heartbeat: number | null };
+    if (!this.ctx.jobCounts) {
+      const rows = await this.db
+        .selectFrom('jobs')
+        .select([
+          'container_group_id',
+          (eb) => eb.fn.sum<number>(eb.case().when(claimable(now)).then(1).else(0).end()).as('queued'),
+          (eb) => eb.fn.sum<number>(eb.case().when(leaseLive(now)).then(1).else(0).end()).as('running'),
+          (eb) => eb.fn.min(eb.case().when(leaseLive(now)).then(eb.ref('heartbeat')).end()).as('oldest'),
+        ])
+        .where('status', 'in', ['pending', 'running'])
+        .groupBy('container_group_id')
+        .execute();
+      return rows.map((r): Gauge => ({
+        container_group_id: r.container_group_id,
+        queue_depth: Number(r.queued ?? 0),
+        running: Number(r.running ?? 0),
+        oldest_heartbeat: r.oldest == null ? null : Number(r.oldest),
+      }));
+    }
+    // SQLite: the pending jobs are counted in job_counts (a pending job has no lease: all of them
+    // are claimable); the running ones are read by the claim index, group by group.
+    const [pending, running] = await Promise.all([
+      this.db
+        .selectFrom('job_counts')
+        .select(['container_group_id', (eb) => eb.fn.sum<number>('n').as('n')])
+        .where('status', '=', 'pending')
+        .where('n', '>', 0)
+        .groupBy('container_group_id')
+        .execute(),
+      // CROSS JOIN: SQLite keeps the order as written, counts first, then the claim index.
+      this.db
+        .selectFrom('job_counts as c')
+        .crossJoin('jobs as j')
+        .whereRef('j.user_id', '=', 'c.user_id')
+        .whereRef('j.container_group_id', '=', 'c.container_group_id')
+        .whereRef('j.status', '=', 'c.status')
+        .select([
+          'c.container_group_id',
+          (eb) => eb.fn.sum<number>(eb.case().when('j.lease_expires_at', '<', now).then(1).else(0).end()).as('orphans'),
+          (eb) => eb.fn.sum<number>(eb.case().when('j.lease_expires_at', '>=', now).then(1).else(0).end()).as('live'),
+          (eb) => eb.fn.min(eb.case().when('j.lease_expires_at', '>=', now).then(eb.ref('j.heartbeat')).end()).as('oldest'),
+        ])
+        .where('c.status', '=', 'running')
+        .where('c.n', '>', 0)
+        .groupBy('c.container_group_id')
+        .execute(),
+    ]);
+    const gauges = new Map<string, Gauge>();
+    const gauge = (id: string) => {
+      let g = gauges.get(id);
+      if (!g) gauges.set(id, (g = { container_group_id: id, queue_depth: 0, running: 0, oldest_heartbeat: null }));
+      return g;
+    };
+    for (const r of pending) gauge(r.container_group_id).queue_depth += Number(r.n);
+    for (const r of running) {
+      const g = gauge(r.container_group_id);
+      g.queue_depth += Number(r.orphans ?? 0);
+      g.running = Number(r.live ?? 0);
+      g.oldest_heartbeat = r.oldest == null ? null : Number(r.oldest);
+    }
+    return [...gauges.values()];
   }
 
   async webhookBacklog(): Promise<number> {

@@ -1,5 +1,5 @@
-// Numbered migrations, run at start. Written once with Kysely's schema builder; the only
-// dialect difference is how the autoincrementing keys are declared.
+// Numbered migrations, run at start. Written once with Kysely's schema builder; the dialect
+// differences are how the autoincrementing keys are declared and SQLite's job counts (0007).
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 
 /** The unique index that lets one enabled rule drive a SaladCloud container group. */
@@ -286,6 +286,37 @@ function migrations(dialect: Dialect): Record<string, Migration> {
       },
       async down(db: Kysely<unknown>) {
         await sql`drop index if exists ${sql.id(SALAD_GROUP_INDEX)}`.execute(db);
+      },
+    },
+    // SQLite only (see JobCountsTable): a count per user, group and status, kept by triggers so
+    // that no code path can forget it, filled from the jobs already there.
+    '0007_job_counts': {
+      async up(db: Kysely<unknown>) {
+        if (dialect !== 'sqlite') return;
+        await sql`create table job_counts (
+          user_id text not null references users (id) on delete cascade,
+          container_group_id text not null,
+          status text not null,
+          n integer not null,
+          primary key (user_id, container_group_id, status)
+        ) without rowid`.execute(db);
+        const add = (row: 'new' | 'old') => sql.raw(`insert into job_counts (user_id, container_group_id, status, n)
+          values (${row}.user_id, ${row}.container_group_id, ${row}.status, 1)
+          on conflict (user_id, container_group_id, status) do update set n = n + 1;`);
+        const take = (row: 'new' | 'old') => sql.raw(`update job_counts set n = n - 1
+          where user_id = ${row}.user_id and container_group_id = ${row}.container_group_id and status = ${row}.status;`);
+        await sql`create trigger job_counts_insert after insert on jobs begin ${add('new')} end`.execute(db);
+        await sql`create trigger job_counts_delete after delete on jobs begin ${take('old')} end`.execute(db);
+        await sql`create trigger job_counts_update after update of status, user_id, container_group_id on jobs
+          when old.status is not new.status or old.user_id is not new.user_id or old.container_group_id is not new.container_group_id
+          begin ${take('old')} ${add('new')} end`.execute(db);
+        await sql`insert into job_counts (user_id, container_group_id, status, n)
+          select user_id, container_group_id, status, count(*) from jobs group by user_id, container_group_id, status`.execute(db);
+      },
+      async down(db: Kysely<unknown>) {
+        if (dialect !== 'sqlite') return;
+        for (const t of ['job_counts_insert', 'job_counts_delete', 'job_counts_update']) await sql`drop trigger if exists ${sql.id(t)}`.execute(db);
+        await sql`drop table if exists job_counts`.execute(db);
       },
     },
   };

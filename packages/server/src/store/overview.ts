@@ -3,7 +3,7 @@
 // All of it is scoped to one user, like every job query.
 import { sql } from 'kysely';
 import { JOB_STATUSES, type JobStatus } from '@drover/protocol';
-import { claimable, leaseLive } from './conditions.js';
+import { claimableAs, leaseLive } from './conditions.js';
 import type { HandoverRow, JobRow } from './schema.js';
 import type { StoreContext } from './transitions/context.js';
 
@@ -19,36 +19,27 @@ export interface GroupSummaryRow {
 
 const zeroCounts = (): Record<JobStatus, number> => Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as Record<JobStatus, number>;
 
-/** Every group of the user (or only `groupId`), by name. */
+/**
+ * Every group of the user (or only `groupId`), by name. The counts by status come first (SQLite:
+ * from job_counts; PostgreSQL: counted); the running jobs are then read group by group through the
+ * claim index, so nothing here reads the user's finished jobs one by one.
+ */
 export async function groupSummaries(s: StoreContext, userId: string, now: number, groupId?: string): Promise<GroupSummaryRow[]> {
-  const mine = () =>
-    s.db
-      .selectFrom('jobs')
-      .where('user_id', '=', userId)
-      .$if(groupId !== undefined, (qb) => qb.where('container_group_id', '=', groupId!));
-  const [counts, queued, live, stale, banned] = await Promise.all([
-    mine().select(['container_group_id', 'status', (eb) => eb.fn.countAll().as('n')]).groupBy(['container_group_id', 'status']).execute(),
-    mine().select(['container_group_id', (eb) => eb.fn.countAll().as('n')]).where(claimable(now)).groupBy('container_group_id').execute(),
-    mine()
-      .select(['container_group_id', (eb) => eb.fn.count('machine_id').distinct().as('n')])
-      .where(leaseLive(now))
-      .groupBy('container_group_id')
-      .execute(),
-    mine()
-      .select(['container_group_id', (eb) => eb.fn.min('heartbeat').as('oldest')])
-      .where('status', '=', 'running')
-      .where('machine_id', 'is not', null)
-      .groupBy('container_group_id')
-      .execute(),
-    s.db
-      .selectFrom('job_bans')
-      .innerJoin('jobs', 'jobs.id', 'job_bans.job_id')
-      .select(['jobs.container_group_id', (eb) => eb.fn.count('job_bans.machine_id').distinct().as('n')])
-      .where('jobs.user_id', '=', userId)
-      .$if(groupId !== undefined, (qb) => qb.where('jobs.container_group_id', '=', groupId!))
-      .groupBy('jobs.container_group_id')
-      .execute(),
-  ]);
+  const counts = s.jobCounts
+    ? await s.db
+        .selectFrom('job_counts')
+        .select(['container_group_id', 'status', 'n'])
+        .where('user_id', '=', userId)
+        .where('n', '>', 0)
+        .$if(groupId !== undefined, (qb) => qb.where('container_group_id', '=', groupId!))
+        .execute()
+    : await s.db
+        .selectFrom('jobs')
+        .select(['container_group_id', 'status', (eb) => eb.fn.countAll().as('n')])
+        .where('user_id', '=', userId)
+        .$if(groupId !== undefined, (qb) => qb.where('container_group_id', '=', groupId!))
+        .groupBy(['container_group_id', 'status'])
+        .execute();
   const groups = new Map<string, GroupSummaryRow>();
   const group = (id: string) => {
     let g = groups.get(id);
@@ -59,9 +50,43 @@ export async function groupSummaries(s: StoreContext, userId: string, now: numbe
     return g;
   };
   for (const r of counts) group(r.container_group_id).jobs[r.status as JobStatus] = Number(r.n);
-  for (const r of queued) group(r.container_group_id).queue_depth = Number(r.n);
-  for (const r of live) group(r.container_group_id).running_machines = Number(r.n);
-  for (const r of stale) group(r.container_group_id).oldest_heartbeat = r.oldest === null ? null : Number(r.oldest);
+  const withRunning = [...groups.values()].filter((g) => g.jobs.running > 0).map((g) => g.container_group_id);
+  const [running, banned] = await Promise.all([
+    withRunning.length === 0
+      ? []
+      : s.db
+          .selectFrom('jobs')
+          .select([
+            'container_group_id',
+            (eb) => eb.fn.sum<number>(eb.case().when(claimableAs('orphan', now)).then(1).else(0).end()).as('orphans'),
+            (eb) => eb.fn.count(eb.case().when(leaseLive(now)).then(eb.ref('machine_id')).end()).distinct().as('live'),
+            (eb) => eb.fn.min(eb.case().when('machine_id', 'is not', null).then(eb.ref('heartbeat')).end()).as('oldest'),
+          ])
+          .where('user_id', '=', userId)
+          .where('container_group_id', 'in', withRunning)
+          .where('status', '=', 'running')
+          .groupBy('container_group_id')
+          .execute(),
+    // From the bans to their jobs (SQLite takes a CROSS JOIN's order as written): the other way
+    // round, SQLite reads every job of the user to look for its bans.
+    s.db
+      .selectFrom('job_bans')
+      .crossJoin('jobs')
+      .whereRef('jobs.id', '=', 'job_bans.job_id')
+      .select(['jobs.container_group_id', (eb) => eb.fn.count('job_bans.machine_id').distinct().as('n')])
+      .where('jobs.user_id', '=', userId)
+      .$if(groupId !== undefined, (qb) => qb.where('jobs.container_group_id', '=', groupId!))
+      .groupBy('jobs.container_group_id')
+      .execute(),
+  ]);
+  // A pending job has no lease (claimableAs('pending')): every one of them is in the queue.
+  for (const g of groups.values()) g.queue_depth = g.jobs.pending;
+  for (const r of running) {
+    const g = group(r.container_group_id);
+    g.queue_depth += Number(r.orphans ?? 0);
+    g.running_machines = Number(r.live ?? 0);
+    g.oldest_heartbeat = r.oldest == null ? null : Number(r.oldest);
+  }
   for (const r of banned) group(r.container_group_id).banned_machines = Number(r.n);
   return [...groups.values()].sort((a, b) => (a.container_group_id < b.container_group_id ? -1 : 1));
 }
@@ -85,7 +110,8 @@ export async function groupMachines(s: StoreContext, userId: string, groupId: st
 export async function bannedMachines(s: StoreContext, userId: string, groupId: string, limit: number) {
   const rows = await s.db
     .selectFrom('job_bans')
-    .innerJoin('jobs', 'jobs.id', 'job_bans.job_id')
+    .crossJoin('jobs') // from the bans to their jobs, as in groupSummaries
+    .whereRef('jobs.id', '=', 'job_bans.job_id')
     .select(['job_bans.machine_id', (eb) => eb.fn.countAll().as('n'), (eb) => eb.fn.max('job_bans.created').as('last')])
     .where('jobs.user_id', '=', userId)
     .where('jobs.container_group_id', '=', groupId)

@@ -196,8 +196,22 @@ export interface GroupPollsTable {
   last_poll: number;
 }
 
+/**
+ * SQLite only: how many of a user's jobs of a group are in each status, kept by triggers on `jobs`
+ * (migration 0007), so the dashboard's and /metrics' counts do not scan every job ever run on a
+ * database whose queries block the event loop. PostgreSQL counts the jobs themselves: its queries
+ * run beside the event loop, and counter rows would serialize the claims of a group.
+ */
+export interface JobCountsTable {
+  user_id: string;
+  container_group_id: string;
+  status: string;
+  n: number;
+}
+
 export interface Database {
   users: UsersTable;
+  job_counts: JobCountsTable;
   group_polls: GroupPollsTable;
   tokens: TokensTable;
   jobs: JobsTable;

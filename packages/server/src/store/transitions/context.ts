@@ -22,6 +22,8 @@ export interface StoreContext {
    */
   executeHot<R>(query: CompiledQuery<R>, opts?: { asyncCommit?: boolean }): Promise<R[]>;
   getJob(userId: string, jobId: string): Promise<JobRow | undefined>;
+  /** The store keeps `job_counts` (SQLite): read counts by status there instead of counting jobs. */
+  readonly jobCounts: boolean;
 }
 
 const event = new QueryTemplate((s: StoreContext, jobId: string, at: number, type: string, machineId: string | null, attempt: number) =>
