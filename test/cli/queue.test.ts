@@ -93,6 +93,51 @@ describe('drover commands for an SQS queue', () => {
     assert.match(got.stdout, new RegExp(`dead-letter queue\\s+${q.deadLetterUrl}`));
   });
 
+  it('jobs cancel --queue: the node running the job stops it within two heartbeats; a job still in the queue is deleted unrun', async () => {
+    const q = await h.queue({ redrive: true });
+    const env = h.env(q);
+    const cwd = tmp();
+    const job = (steps: number) => ['-c', process.execPath, '-a', COUNTER_APP, '-e', `STEPS=${steps}`, '-e', 'STEP_MS=100', '-e', 'CKPT_DIR=ck', '-e', 'OUT_DIR=out', '--heartbeat-interval', '1', '--no-history'];
+    const [long] = ids((await drover(['submit', '--queue', q.url, ...job(600)], { env, cwd })).stdout);
+    const w = spawnWorker({ url: '', key: '', group: '', storageEnv: env });
+    workers.push(w);
+    const started = await w.waitForLog('the long job running', (l) => l.job === long && l.msg === 'job process started');
+    // One job at a time per node: this one waits in the queue while the long one runs.
+    const [waiting] = ids((await drover(['submit', '--queue', q.url, ...job(2)], { env, cwd })).stdout);
+
+    const asked = Date.now();
+    const cancel = await drover(['jobs', 'cancel', long!, waiting!, '--queue', q.url], { env, cwd });
+    assert.equal(cancel.code, 0, cancel.stderr);
+    assert.equal(
+      cancel.stdout,
+      `cancel requested ${long} (it stops within two heartbeats)\ncancel requested ${waiting} (no worker has received it yet: the next one to do so deletes it)\n`,
+    );
+    const exited = await w.waitForLog('the long job stopped', (l) => l.job === long && l.msg === 'job dropped' && l.status === 'canceled', 15_000);
+    assert.ok((exited.time as number) - asked < 2 * 1000 + 5_000, 'stopped within two heartbeats (and the time a loaded machine takes)');
+    assert.ok(exited.time as number > (started.time as number));
+    await waitFor('both jobs canceled and no message left', async () => {
+      const got = await drover(['status', '--queue', q.url, '--json', long!, waiting!], { env, cwd });
+      const recs = JSON.parse(got.stdout) as SqsJobRecord[];
+      const counts = await h.counts(q.url);
+      return recs.every((r) => r.status === 'canceled') && counts.available === 0 && counts.inFlight === 0;
+    }, 20_000);
+    assert.ok(!w.logs.some((l) => l.job === waiting && l.msg === 'claimed a job'), 'the waiting job never ran');
+    const shown = await drover(['jobs', 'get', long!, '--queue', q.url], { env, cwd });
+    assert.match(shown.stdout, /status\s+canceled/);
+    assert.match(shown.stdout, /canceled\s+\S+T\S+ \(/);
+
+    const again = await drover(['jobs', 'cancel', long!, '--queue', q.url], { env, cwd });
+    assert.equal(again.code, 0);
+    assert.equal(again.stdout, '');
+    assert.equal(again.stderr, `drover jobs cancel: job ${long} is already canceled\n`);
+    // The node goes on with the next job.
+    const [next] = ids((await drover(['submit', '--queue', q.url, ...job(2)], { env, cwd })).stdout);
+    await waitFor('the next job completed', async () => {
+      const got = await drover(['jobs', 'get', next!, '--queue', q.url, '--json'], { env, cwd });
+      return got.code === 0 && (JSON.parse(got.stdout) as SqsJobRecord).status === 'completed';
+    }, 30_000);
+  });
+
   it('queue purge empties the queue (or its dead-letter queue) only when told --yes', async () => {
     const q = await h.queue({ redrive: true });
     const env = h.env(q);

@@ -44,7 +44,7 @@ export const SQS_ENV = {
 } as const satisfies Record<string, readonly string[]>;
 
 /** `pending` is implied: a job no worker has received yet has no record. */
-export const SQS_JOB_STATUSES = ['running', 'completed', 'dead-lettered'] as const;
+export const SQS_JOB_STATUSES = ['running', 'completed', 'dead-lettered', 'canceled'] as const;
 export type SqsJobStatus = (typeof SQS_JOB_STATUSES)[number];
 
 // (No `format: date-time`: TypeBox's Value.Check, which reads these records, refuses formats it has not registered.)
@@ -56,7 +56,7 @@ export const SqsJobRecord = Type.Object(
     id: Type.String({ description: 'The job id: the MessageId of its first message' }),
     queue_url: Type.String(),
     status: Type.Union(SQS_JOB_STATUSES.map((s) => Type.Literal(s)), {
-      description: 'running from the first claim until completed or dead-lettered (as Kelpie keeps a job running through re-assignments)',
+      description: 'running from the first claim until completed, dead-lettered or canceled (as Kelpie keeps a job running through re-assignments)',
     }),
     message_id: Type.String({ description: 'The message the job runs (or waits) under now; it changes at each hand-on' }),
     replaced_message_ids: Type.Array(Type.String(), { description: 'Messages a hand-on replaced (newest last, at most 20): a receiver deletes them' }),
@@ -77,6 +77,7 @@ export const SqsJobRecord = Type.Object(
     num_heartbeats: Type.Integer(),
     completed: Timestamp,
     dead_lettered: Timestamp,
+    canceled: Type.Optional(Timestamp),
     hand_ons: Type.Integer({ description: 'Times the running job moved to a new message before the visibility cap' }),
     progress: Type.Union([Progress, Type.Null()]),
     last_error: NullableString,
@@ -103,6 +104,19 @@ export const SqsRelay = Type.Object(
 );
 export type SqsRelay = Static<typeof SqsRelay>;
 
+/**
+ * A request to cancel one job (`drover jobs cancel --queue`), beside its record: SQS cannot reach
+ * one message, so the node holding the job reads it at its next heartbeat, and a node that receives
+ * the job's message later deletes the message instead of running it.
+ */
+export const SqsCancel = Type.Object(
+  {
+    requested: Type.String({ description: 'When it was asked for (ISO 8601)' }),
+  },
+  { $id: 'SqsCancel' },
+);
+export type SqsCancel = Static<typeof SqsCancel>;
+
 /** Where a queue's records live in the status bucket unless configured otherwise. */
 export function defaultSqsStatusPrefix(queueName: string): string {
   return `.drover-sqs/${queueName}/`;
@@ -114,4 +128,8 @@ export function sqsRecordKey(prefix: string, jobId: string): string {
 
 export function sqsRelayKey(prefix: string, jobId: string): string {
   return `${prefix}relays/${jobId}.json`;
+}
+
+export function sqsCancelKey(prefix: string, jobId: string): string {
+  return `${prefix}cancels/${jobId}.json`;
 }

@@ -2,10 +2,11 @@
 // (<prefix>jobs/<job id>.json), written by the worker that holds the job (its visibility is the
 // lease, so there is one writer at a time) and read by the next receiver and by `drover status
 // --queue`. Beside them, <prefix>relays/<job id>.json passes a hand-on copy's receipt handle from the
-// node that received it to the node running the job. Every call is retried through `retry`.
+// node that received it to the node running the job, and <prefix>cancels/<job id>.json asks for the
+// job to be canceled (written by the CLI). Every call is retried through `retry`.
 import { text } from 'node:stream/consumers';
 import { retry, type Backoff, type RetryInfo } from '@drover/common';
-import { SqsJobRecord, SqsRelay, sqsRecordKey, sqsRelayKey } from '@drover/protocol';
+import { SqsCancel, SqsJobRecord, SqsRelay, sqsCancelKey, sqsRecordKey, sqsRelayKey } from '@drover/protocol';
 import { InvalidKeyError, NotFoundError, type ObjectStore } from '@drover/storage';
 import { Value } from '@sinclair/typebox/value';
 
@@ -84,5 +85,23 @@ export class SqsRecords {
 
   deleteRelay(jobId: string): Promise<void> {
     return this.retried('delete relay', () => this.store.delete(this.bucket, sqsRelayKey(this.prefix, jobId)));
+  }
+
+  /** Whether the job was asked to be canceled: any object at its request's key (even an unreadable one) is a request. */
+  async cancelRequested(jobId: string): Promise<boolean> {
+    try {
+      return (await this.read(sqsCancelKey(this.prefix, jobId), (v): v is SqsCancel => Value.Check(SqsCancel, v))) !== undefined;
+    } catch (err) {
+      if (err instanceof BadRecordError) return true;
+      throw err;
+    }
+  }
+
+  putCancel(jobId: string, cancel: SqsCancel): Promise<void> {
+    return this.write(sqsCancelKey(this.prefix, jobId), cancel);
+  }
+
+  deleteCancel(jobId: string): Promise<void> {
+    return this.retried('delete cancel', () => this.store.delete(this.bucket, sqsCancelKey(this.prefix, jobId)));
   }
 }

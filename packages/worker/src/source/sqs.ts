@@ -14,7 +14,9 @@
 // - Failures and status. SQS's ApproximateReceiveCount counts every lapse, so real failures are
 //   counted in the job's record in the bucket (and carried as attributes by every message the worker
 //   sends); at max_failures the message goes to the dead-letter queue with the reason. The record is
-//   also what `drover status --queue` shows.
+//   also what `drover status --queue` shows. A machine that failed a job is banned from it there.
+// - Cancel. SQS cannot reach one message: `drover jobs cancel --queue` leaves a request beside the
+//   record, which the holder reads after a heartbeat and a receiver reads before it claims.
 import { performance } from 'node:perf_hooks';
 import { FAILURE_REASON_MAX, JOB_DEFAULTS, SQS_ATTRIBUTES, defaultSqsStatusPrefix, type Job, type JobDefinition, type Progress, type SqsJobRecord } from '@drover/protocol';
 import { checkJobDefinition } from '@drover/protocol/job-check';
@@ -281,6 +283,10 @@ export class SqsSource implements JobSource {
       await this.deadLetter({ ...r, num_failures: failures }, m.body, m.receiptHandle, `failed ${failures} times (max_failures ${def.max_failures})${r.last_error ? `; last: ${r.last_error}` : ''}`);
       return undefined;
     }
+    if (await this.records.cancelRequested(jobId)) {
+      await this.cancel(rec ?? this.recordOf(jobId, m, def, leaseS), m.receiptHandle);
+      return undefined;
+    }
     if (rec?.banned_machines?.includes(this.machineId)) {
       // This machine failed the job before: as the coordinator bans it, it leaves the job to others.
       if (this.declined.size > 1000) this.declined.clear();
@@ -321,6 +327,7 @@ export class SqsSource implements JobSource {
     const handOnFrom = m.attributes[SQS_ATTRIBUTES.handOnFrom];
     if (!rec) return handOnFrom !== undefined ? { act: 'relay' } : { act: 'claim' };
     if (rec.status === 'completed') return { act: 'delete', why: 'the job is completed' };
+    if (rec.status === 'canceled') return { act: 'delete', why: 'the job is canceled' };
     if (rec.status === 'dead-lettered') return rec.dead_letter_message_id ? { act: 'delete', why: 'the job is in the dead-letter queue' } : { act: 'finish-dead-letter' };
     if (rec.message_id === m.messageId) {
       // SQS may deliver one message twice at once: a holder that renews its lease writes its record
@@ -386,6 +393,20 @@ export class SqsSource implements JobSource {
   }
 
   /**
+   * `drover jobs cancel --queue` asked for the job to end: the record says canceled, then the
+   * message is deleted (so nobody receives it again), then the request goes.
+   */
+  async cancel(rec: SqsJobRecord, receiptHandle: string): Promise<SqsJobRecord> {
+    const now = iso();
+    const record: SqsJobRecord = { ...rec, status: 'canceled', machine_id: null, canceled: now, updated: now };
+    await this.records.put(record);
+    await this.queue.delete(receiptHandle);
+    await this.records.deleteCancel(rec.id).catch(() => undefined);
+    this.log.info({ job: rec.id }, 'sqs: job canceled (drover jobs cancel): its message is deleted');
+    return record;
+  }
+
+  /**
    * Moves the message to the dead-letter queue, the record first (so a node dying half way leaves a
    * record that says what is left to do), then the dead letter, its id, and the delete.
    */
@@ -429,6 +450,8 @@ class SqsLease implements JobLease {
   /** The record write and the hand-on, off the heartbeat's path (one at a time). */
   private chore: Promise<void> | undefined;
   private ended = false;
+  /** A cancel request was found (by the background chore): the next heartbeat ends the attempt. */
+  private cancelAsked = false;
   private readonly log: Logger;
   readonly leaseMs: number;
   /** Start handing on this long before the cap. */
@@ -451,6 +474,12 @@ class SqsLease implements JobLease {
   }
 
   async heartbeat(progress?: Progress): Promise<string> {
+    if (this.cancelAsked) {
+      await this.settle();
+      this.record = await this.src.cancel(this.record, this.current.receiptHandle);
+      await this.dropSuccessor();
+      return 'canceled';
+    }
     const held = this.current;
     const successor = this.successor;
     const [mine, copy] = await Promise.all([
@@ -478,6 +507,11 @@ class SqsLease implements JobLease {
   }
 
   private async housekeep(): Promise<void> {
+    if (await this.src.records.cancelRequested(this.job.id)) {
+      this.cancelAsked = true;
+      this.log.info('sqs: the job was asked to be canceled: it stops at the next heartbeat');
+      return;
+    }
     const capLeftMs = this.current.receivedAt + this.src.capMs - performance.now();
     if (!this.successor && !this.handOn && capLeftMs <= this.marginMs) await this.sendCopy(capLeftMs);
     if (this.handOn && !this.successor) await this.findCopy();

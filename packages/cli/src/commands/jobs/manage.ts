@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { connect, withConnection, type CommonFlags } from '../../lib/connection.js';
 import { CliError, action, formatTable, paint, paintStatus, printJson } from '../../lib/output.js';
 import { openRecords, withQueueOptions, type QueueFlags } from '../../lib/queue.js';
-import { USAGE, ago, checkJobIds, commandLine, jobError, progressText, truncate, wholeNumber } from './common.js';
+import { FINISHED, USAGE, ago, checkJobIds, commandLine, jobError, progressText, truncate, wholeNumber } from './common.js';
 import { PHASES } from './definition.js';
 
 export function jobsCommand(): Command {
@@ -190,6 +190,7 @@ function describeRecord(r: SqsJobRecord): string {
     ['started', when(r.started)],
     ['completed', when(r.completed)],
     ['dead-lettered', when(r.dead_lettered)],
+    ['canceled', when(r.canceled ?? null)],
     ['dead-letter queue', r.dead_letter_queue_url ?? undefined],
     ['dead letter', r.dead_letter_message_id ?? undefined],
   ];
@@ -199,10 +200,20 @@ function describeRecord(r: SqsJobRecord): string {
 function cancelCommand(): Command {
   const cmd = new Command('cancel').description('Cancel jobs: they become canceled for good; a running one is stopped at its next heartbeat').argument('<ids...>', 'job ids');
   withConnection(cmd);
-  cmd.addHelpText('after', '\nA job already finished is left as it is and said on stderr; exit code 1 if any job was not found.\n\nExample:\n  drover jobs cancel $(cat job_history.txt)\n');
+  withQueueOptions(cmd, { records: true });
+  cmd.addHelpText(
+    'after',
+    '\nA job already finished is left as it is and said on stderr; exit code 1 if any job was not found.\n' +
+      '\nWith --queue: a cancel request beside each job\'s record in the status bucket. The node running the job\n' +
+      'stops it within two heartbeats; a job still waiting in the queue is deleted by the next node that\n' +
+      'receives it, without running. (An id SQS never had cannot be told apart from one still waiting.)\n' +
+      '\nExamples:\n  drover jobs cancel $(cat job_history.txt)\n' +
+      '  drover jobs cancel 3f2b9c4e-8a1d-4e5f-9b7a-0c1d2e3f4a5b --queue "$DROVER_SQS_QUEUE_URL" --sqs-status-bucket results\n',
+  );
   cmd.action(
-    action('jobs cancel', async (ids: string[], flags: CommonFlags) => {
+    action('jobs cancel', async (ids: string[], flags: CommonFlags & QueueFlags) => {
       checkJobIds(ids);
+      if (flags.queue !== undefined) return cancelOnQueue([...new Set(ids)], flags);
       const { client } = connect(flags);
       // A finished job needs no canceling: `cancel $(cat job_history.txt)` means "none of these runs any more".
       const results: { id: string; canceled: boolean; error?: string; finished?: boolean }[] = [];
@@ -223,6 +234,29 @@ function cancelCommand(): Command {
     }),
   );
   return cmd;
+}
+
+/** `jobs cancel --queue`: a cancel request per job not yet finished (docs/sqs.md, "Cancel"). */
+async function cancelOnQueue(ids: string[], flags: CommonFlags & QueueFlags): Promise<void> {
+  const { records } = await openRecords(flags);
+  const results: { id: string; requested: boolean; status: string }[] = [];
+  for (const id of ids) {
+    const record = await records.get(id);
+    const status = record?.status ?? 'pending';
+    if (FINISHED.has(status)) {
+      results.push({ id, requested: false, status });
+      continue;
+    }
+    await records.putCancel(id, { requested: new Date().toISOString() });
+    results.push({ id, requested: true, status });
+  }
+  if (flags.json) printJson(results);
+  else {
+    for (const r of results) {
+      if (r.requested) process.stdout.write(`cancel requested ${r.id} (${r.status === 'running' ? 'it stops within two heartbeats' : 'no worker has received it yet: the next one to do so deletes it'})\n`);
+    }
+  }
+  for (const r of results) if (!r.requested) process.stderr.write(`drover jobs cancel: job ${r.id} is already ${r.status}\n`);
 }
 
 interface PurgeFlags extends CommonFlags {
