@@ -165,6 +165,72 @@ for (const kind of STORES) {
       assert.deepEqual(h.series.failed, [0, 0, 0, 0]);
     });
 
+    test("job history matches the jobs' own timestamps: every group or one, windows before, among and after the jobs, both ways of counting", async () => {
+      const { userId, group } = await storeUser(store(), 'history');
+      const groups = [group, `${group}-b`];
+      // One timeline of 40 jobs in two groups, with claims, completions, failures (for good: max 1),
+      // cancels of running and of pending jobs and releases among the submissions; time only moves on.
+      let t = T0;
+      const jobs = [];
+      const claims: { id: string; machine: string }[] = [];
+      for (let i = 0; i < 40; i++) {
+        jobs.push(...(await store().createJobs(userId, [storeJob(groups[i % 2]!, { max_failures: 1 })], (t += 400))));
+        if (i >= 2 && i < 30) {
+          const got = await store().claimJob({ userId, machineId: `m${i}`, groupId: groups[i % 2]!, now: (t += 300) });
+          if (got) claims.push({ id: got.id, machine: `m${i}` });
+        }
+        const k = claims.length - 3; // end the attempt claimed three claims ago
+        const c = i % 2 === 0 && k >= 0 ? claims[k] : undefined;
+        if (c) {
+          const ref = { userId, jobId: c.id, machineId: c.machine, now: (t += 300) };
+          if (k % 5 === 0) await store().completeJob(ref);
+          else if (k % 5 === 1) await store().failJob(ref);
+          else if (k % 5 === 2) await store().cancelJob(userId, c.id, ref.now);
+          else if (k % 5 === 3) await store().releaseJob(ref);
+        }
+      }
+      assert.ok(claims.length >= 20);
+      const claimed = new Set(claims.map((c) => c.id));
+      for (const j of jobs.filter((j) => !claimed.has(j.id)).slice(0, 4)) await store().cancelJob(userId, j.id, (t += 300));
+
+      const rows = await store().listJobs({ userId, limit: 1000, offset: 0, asc: true });
+      assert.equal(rows.length, 40);
+      const ms = (v: number | null) => (v === null ? null : Number(v));
+      const statusAt = (r: (typeof rows)[number], at: number): string | undefined => {
+        const [c, f, x] = [ms(r.completed), ms(r.failed), ms(r.canceled)];
+        if (c !== null && c <= at) return 'completed';
+        if (f !== null && f <= at) return 'failed';
+        if (x !== null && x <= at) return 'canceled';
+        const st = ms(r.started);
+        if (st !== null && st <= at) return 'running';
+        return ms(r.created)! <= at ? 'pending' : undefined;
+      };
+      const windows = [
+        { end: T0 + 3_000, stepMs: 1_000, buckets: 10 }, // starts before the first job
+        { end: T0 + 20_000, stepMs: 700, buckets: 20 }, // among them
+        { end: t + 5_000, stepMs: 2_500, buckets: 20 }, // every event inside
+        { end: t + 100_000, stepMs: 1_000, buckets: 8 }, // after them all
+      ];
+      const scans = kind === 'sqlite' ? [false, true] : [false];
+      for (const scan of scans) {
+        (store() as unknown as { countByScan: boolean }).countByScan = scan;
+        try {
+          for (const w of windows) {
+            for (const g of [undefined, ...groups]) {
+              const h = await store().jobHistory(userId, { ...w, ...(g !== undefined ? { groupId: g } : {}) });
+              const mine = rows.filter((r) => g === undefined || r.container_group_id === g);
+              for (const st of ['pending', 'running', 'completed', 'failed', 'canceled'] as const) {
+                const expected = h.times.map((at) => mine.filter((r) => statusAt(r, at) === st).length);
+                assert.deepEqual(h.series[st], expected, `${st}, window ending ${w.end - T0}, group ${g ?? "all"}${scan ? ", counting" : ""}: ${JSON.stringify(h.series[st])} vs ${JSON.stringify(expected)}`);
+              }
+            }
+          }
+        } finally {
+          (store() as unknown as { countByScan: boolean }).countByScan = false;
+        }
+      }
+    });
+
     test('a handover records its cause and the progress reached; the first progress after it gives the work redone, once', async () => {
       const f = await fixture();
       await store().claimJob({ userId: f.userId, machineId: 'm1', groupId: f.group, now: T0 });

@@ -1,10 +1,10 @@
 // What the dashboard reads beyond single jobs: container groups at a glance, jobs by status over
 // time, and handovers (a job taken over by a new attempt, and how much work that attempt redid).
 // All of it is scoped to one user, like every job query.
-import { sql } from 'kysely';
+import { sql, type Expression, type SelectQueryBuilder } from 'kysely';
 import { JOB_STATUSES, type JobStatus } from '@drover/protocol';
 import { claimableAs, leaseLive } from './conditions.js';
-import type { HandoverRow, JobRow } from './schema.js';
+import type { Database, HandoverRow, JobRow } from './schema.js';
 import type { StoreContext } from './transitions/context.js';
 
 export interface GroupSummaryRow {
@@ -19,27 +19,32 @@ export interface GroupSummaryRow {
 
 const zeroCounts = (): Record<JobStatus, number> => Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as Record<JobStatus, number>;
 
-/**
- * Every group of the user (or only `groupId`), by name. The counts by status come first (SQLite:
- * from job_counts; PostgreSQL: counted); the running jobs are then read group by group through the
- * claim index, so nothing here reads the user's finished jobs one by one.
- */
-export async function groupSummaries(s: StoreContext, userId: string, now: number, groupId?: string): Promise<GroupSummaryRow[]> {
-  const counts = s.jobCounts
-    ? await s.db
+/** The user's jobs by group and status now (SQLite: from job_counts; PostgreSQL: counted), of one group or all. */
+function countsByGroup(s: StoreContext, userId: string, groupId?: string): Promise<{ container_group_id: string; status: string; n: unknown }[]> {
+  return s.jobCounts
+    ? s.db
         .selectFrom('job_counts')
         .select(['container_group_id', 'status', 'n'])
         .where('user_id', '=', userId)
         .where('n', '>', 0)
         .$if(groupId !== undefined, (qb) => qb.where('container_group_id', '=', groupId!))
         .execute()
-    : await s.db
+    : s.db
         .selectFrom('jobs')
         .select(['container_group_id', 'status', (eb) => eb.fn.countAll().as('n')])
         .where('user_id', '=', userId)
         .$if(groupId !== undefined, (qb) => qb.where('container_group_id', '=', groupId!))
         .groupBy(['container_group_id', 'status'])
         .execute();
+}
+
+/**
+ * Every group of the user (or only `groupId`), by name. The counts by status come first (SQLite:
+ * from job_counts; PostgreSQL: counted); the running jobs are then read group by group through the
+ * claim index, so nothing here reads the user's finished jobs one by one.
+ */
+export async function groupSummaries(s: StoreContext, userId: string, now: number, groupId?: string): Promise<GroupSummaryRow[]> {
+  const counts = await countsByGroup(s, userId, groupId);
   const groups = new Map<string, GroupSummaryRow>();
   const group = (id: string) => {
     let g = groups.get(id);
@@ -123,69 +128,99 @@ export async function bannedMachines(s: StoreContext, userId: string, groupId: s
   return rows.map((r) => ({ machine_id: r.machine_id, jobs: Number(r.n), last: Number(r.last) }));
 }
 
+/** The user's jobs by status now, of one group or all. */
+async function statusCounts(s: StoreContext, userId: string, groupId?: string): Promise<{ groups: string[]; counts: Record<JobStatus, number> }> {
+  const rows = await countsByGroup(s, userId, groupId);
+  const counts = zeroCounts();
+  for (const r of rows) counts[r.status as JobStatus] += Number(r.n);
+  return { groups: [...new Set(rows.map((r) => r.container_group_id))], counts };
+}
+
 /**
  * How many of the user's jobs were in each status at the end of each of `buckets` intervals of
- * `stepMs` ending at `end`. Read from the jobs' own timestamps (created, started, and the one
- * final one): one grouped count per timestamp column, summed up here.
+ * `stepMs` ending at `end`. Worked back from the jobs by status now, less what happened since each
+ * bucket's end, read from the jobs' own timestamps (created, started, and the one final one) after
+ * the window's start only: through the list index (created), the claim index (the running jobs'
+ * starts) and the ended index (ends, and the starts of the jobs that ended), group by group. So a
+ * chart costs the jobs of its window, not every job ever run.
  */
 export async function jobHistory(s: StoreContext, userId: string, o: { end: number; stepMs: number; buckets: number; groupId?: string }) {
   const stepMs = Math.max(1, Math.round(o.stepMs));
   const from = Math.round(o.end) - stepMs * o.buckets;
-  // Bucket i holds times in (from + i·step, from + (i+1)·step]; -1: at or before `from`. The two
+  const { groups, counts: now } = await statusCounts(s, userId, o.groupId);
+  const times = Array.from({ length: o.buckets }, (_, i) => from + (i + 1) * stepMs);
+  const series = zeroSeries(o.buckets);
+  if (groups.length === 0) return { times, series };
+  // Bucket i holds times in (from + i·step, from + (i+1)·step]; past `end`, i >= buckets. The two
   // numbers are written into the SQL (integers computed here), so that both databases divide
   // integers by an integer: a bound parameter may arrive as a float.
   const lit = (n: number) => sql.lit(n);
-  const bucketOf = (col: 'created' | 'started' | 'completed' | 'failed' | 'canceled') =>
-    sql<number>`case when ${sql.ref(col)} <= ${lit(from)} then -1 else (${sql.ref(col)} - ${lit(from + 1)}) / ${lit(stepMs)} end`;
-  const columns = ['created', 'started', 'completed', 'failed', 'canceled'] as const;
-  const counted = await Promise.all(
-    columns.map((col) =>
-      s.db
-        .selectFrom('jobs')
-        .select([bucketOf(col).as('b'), (eb) => eb.fn.countAll().as('n')])
-        .where('user_id', '=', userId)
-        .$if(o.groupId !== undefined, (qb) => qb.where('container_group_id', '=', o.groupId!))
-        .where(col, 'is not', null)
-        .where(col, '<=', Math.round(o.end))
-        .groupBy('b')
-        .execute(),
-    ),
-  );
-  // Ended jobs that never started (canceled while pending) leave pending, not running.
-  const unstartedEnds = await s.db
-    .selectFrom('jobs')
-    .select([bucketOf('canceled').as('b'), (eb) => eb.fn.countAll().as('n')])
-    .where('user_id', '=', userId)
-    .$if(o.groupId !== undefined, (qb) => qb.where('container_group_id', '=', o.groupId!))
-    .where('started', 'is', null)
-    .where('canceled', 'is not', null)
-    .where('canceled', '<=', Math.round(o.end))
-    .groupBy('b')
-    .execute();
-  const cumulative = (rows: { b: number; n: unknown }[]) => {
-    const per = new Array<number>(o.buckets).fill(0);
-    let before = 0;
-    for (const r of rows) {
-      const b = Number(r.b);
-      if (b < 0) before += Number(r.n);
-      else if (b < o.buckets) per[b]! += Number(r.n);
+  const bucketOf = (col: Expression<number | null>) => sql<number>`(${col} - ${lit(from + 1)}) / ${lit(stepMs)}`;
+  const ended = sql<number>`coalesce(completed, failed, canceled)`;
+  const inGroups = (qb: SelectQueryBuilder<Database, 'jobs', object>) =>
+    qb.where('user_id', '=', userId).where('container_group_id', 'in', groups);
+  const [created, runningStarts, ends] = await Promise.all([
+    // jobs_list_idx (user, created): the group's condition is written so that SQLite does not take
+    // a (user, group) index instead and read the whole group.
+    s.db
+      .selectFrom('jobs')
+      .select([bucketOf(sql.ref('created')).as('b'), (eb) => eb.fn.countAll().as('n')])
+      .where('user_id', '=', userId)
+      .$if(o.groupId !== undefined, (qb) => qb.where(sql`container_group_id || ''`, '=', o.groupId!))
+      .where('created', '>', from)
+      .groupBy('b')
+      .execute(),
+    inGroups(s.db.selectFrom('jobs'))
+      .select([bucketOf(sql.ref('started')).as('b'), (eb) => eb.fn.countAll().as('n')])
+      .where('status', '=', 'running')
+      .where('started', '>', from)
+      .groupBy('b')
+      .execute(),
+    // One pass over the ended index: the ends by bucket and kind, and the starts of those jobs
+    // (-1: started before the window, or never).
+    inGroups(s.db.selectFrom('jobs'))
+      .select([
+        bucketOf(ended).as('b'),
+        sql<number>`case when started > ${lit(from)} then ${bucketOf(sql.ref('started'))} else -1 end`.as('sb'),
+        (eb) => eb.fn.count('completed').as('completed'),
+        (eb) => eb.fn.count('failed').as('failed'),
+        (eb) => eb.fn.count('canceled').as('canceled'),
+        (eb) => eb.fn.sum<number>(eb.case().when('started', 'is', null).then(1).else(0).end()).as('unstarted'),
+      ])
+      .where(ended, '>', from)
+      .groupBy(['b', 'sb'])
+      .execute(),
+  ]);
+  // after[i]: how many of each event happened after the end of bucket i (in buckets > i).
+  const after = (rows: { b: unknown }[], n: (r: never) => unknown) => {
+    const per = new Array<number>(o.buckets + 1).fill(0);
+    for (const r of rows) per[Math.min(o.buckets, Math.max(0, Number(r.b)))]! += Number(n(r as never) ?? 0);
+    const out = new Array<number>(o.buckets).fill(0);
+    for (let i = o.buckets - 1, total = per[o.buckets]!; i >= 0; i--) {
+      out[i] = total;
+      total += per[i]!;
     }
-    let total = before;
-    return per.map((n) => (total += n));
+    return out;
   };
-  const [created, started, completed, failed, canceled] = counted.map(cumulative) as number[][];
-  const canceledUnstarted = cumulative(unstartedEnds);
-  const series = zeroSeries(o.buckets);
+  type Ends = (typeof ends)[number];
+  const count = (r: { n: unknown }) => r.n;
+  const endedStarts = ends.filter((r) => Number(r.sb) >= 0).map((r) => ({ b: r.sb, n: Number(r.completed) + Number(r.failed) + Number(r.canceled) }));
+  const createdAfter = after(created, count);
+  const startedAfter = after([...runningStarts, ...endedStarts], count);
+  const completedAfter = after(ends, (r: Ends) => r.completed);
+  const failedAfter = after(ends, (r: Ends) => r.failed);
+  const canceledAfter = after(ends, (r: Ends) => r.canceled);
+  const unstartedAfter = after(ends, (r: Ends) => r.unstarted);
   for (let i = 0; i < o.buckets; i++) {
-    const ended = completed![i]! + failed![i]! + canceled![i]!;
-    const endedStarted = ended - canceledUnstarted[i]!;
-    series.completed[i] = completed![i]!;
-    series.failed[i] = failed![i]!;
-    series.canceled[i] = canceled![i]!;
-    series.running[i] = started![i]! - endedStarted;
-    series.pending[i] = created![i]! - started![i]! - canceledUnstarted[i]!;
+    const endedAfter = completedAfter[i]! + failedAfter[i]! + canceledAfter[i]!;
+    series.completed[i] = now.completed - completedAfter[i]!;
+    series.failed[i] = now.failed - failedAfter[i]!;
+    series.canceled[i] = now.canceled - canceledAfter[i]!;
+    // A job that started after the bucket's end was pending then; one that ended after it having
+    // started was running then; one canceled unstarted after it was pending then.
+    series.running[i] = now.running - startedAfter[i]! + (endedAfter - unstartedAfter[i]!);
+    series.pending[i] = now.pending - createdAfter[i]! + startedAfter[i]! + unstartedAfter[i]!;
   }
-  const times = Array.from({ length: o.buckets }, (_, i) => from + (i + 1) * stepMs);
   return { times, series };
 }
 
