@@ -7,9 +7,9 @@
 //   npm run bench:group-reads -- [--jobs 300000] [--runs 7] [--cycles 20000] [--part reads|writes|both]
 //
 // 1. Reads: one database of --jobs jobs in 3 groups, submitted over 30 days (98 % completed a
-//    minute after their submission, 1 % pending, 1 % running), the reads timed --runs times in each
-//    form, alternating; medians and the ratio. (Run against an older checkout, where the store has
-//    one form, both columns time that form.)
+//    minute after their submission, 1 in 10,000 failed, 1 % pending, 1 % running; and a group of 50
+//    older jobs), the reads timed --runs times in each form, alternating; medians and the ratio.
+//    (Run against an older checkout, where the store has one form, both columns time that form.)
 // 2. Writes: two fresh databases of --cycles pending jobs, one with the job_counts triggers
 //    dropped; 64 concurrent loops of claim → heartbeat → complete through the store (no HTTP) until
 //    the queue is empty; cycles/s, three rounds alternating which goes first; medians and the ratio.
@@ -63,12 +63,16 @@ async function seedHistory(): Promise<Awaited<ReturnType<typeof openFresh>>> {
   const reads = await openFresh();
   const t = performance.now();
   const first = Date.now() - 30 * DAY;
+  // A small group whose 50 jobs are the oldest: a list filtered to it finds them last.
+  await reads.store.createJobs(reads.userId, Array.from({ length: 50 }, () => job('small')), first - 1000);
   for (let done = 0; done < JOBS; done += 1000) {
     const n = Math.min(1000, JOBS - done);
     await reads.store.createJobs(reads.userId, Array.from({ length: n }, (_, i) => job(GROUPS[(done + i) % GROUPS.length]!)), first + Math.round((done / JOBS) * 30 * DAY));
   }
   // A long history: all but 2 % completed (through SQL, the triggers keep the counts), 1 % running.
   await sql`update jobs set status = 'completed', started = created + 1000, completed = created + 60000 where seq % 100 > 1`.execute(db(reads.store));
+  // And a few failed for good (one in 10,000).
+  await sql`update jobs set status = 'failed', completed = null, failed = created + 60000 where seq % 10000 = 7`.execute(db(reads.store));
   const now = Date.now();
   for (let i = 0; i < JOBS / 100; i++) {
     if (!(await reads.store.claimJob({ userId: reads.userId, machineId: `m${i}`, groupId: GROUPS[i % GROUPS.length]!, now }))) break;
@@ -87,6 +91,8 @@ async function readsPart(): Promise<void> {
     'group gauges, whole database (/metrics)': () => store.groupGauges(Date.now()),
     'job history, last hour (GET /stats/jobs, 60 buckets)': () => store.jobHistory(userId, { end: Date.now(), stepMs: 60_000, buckets: 60 }),
     'job history, last 7 days (GET /stats/jobs?hours=168)': () => store.jobHistory(userId, { end: Date.now(), stepMs: (7 * DAY) / 60, buckets: 60 }),
+    'jobs list, failed ones, first page (GET /jobs?status=failed)': () => store.listJobs({ userId, status: 'failed', limit: 50, offset: 0, asc: false }),
+    'jobs list, a small group, first page (GET /jobs?container_group_id=small)': () => store.listJobs({ userId, groupId: 'small', limit: 50, offset: 0, asc: false }),
   };
   const readMs: Record<string, { counts: number[]; scan: number[] }> = {};
   for (const name of Object.keys(readings)) readMs[name] = { counts: [], scan: [] };
