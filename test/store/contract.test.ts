@@ -763,6 +763,22 @@ for (const kind of STORES) {
       await checkCounts(f.userId, [f.group], T0 + 12, 'after the migration and a submit');
     });
 
+    test('hasClaimableWork: a pending job, or a running one whose lease lapsed; not a live lease, a finished job, another group', async () => {
+      const f = await fixture();
+      const has = (now: number, group = f.group) => store().hasClaimableWork(f.userId, group, now);
+      assert.equal(await has(T0), false, 'no jobs');
+      const [a, b] = await f.create(2);
+      await store().completeJob(f.ref((await f.claim('m1', T0 + 1))!.id, 'm1', T0 + 2));
+      assert.equal(await has(T0 + 3), true, 'one pending job behind a finished one');
+      assert.equal(await has(T0 + 3, `${f.group}-other`), false, 'not in another group');
+      const held = await f.claim('m2', T0 + 4);
+      assert.ok(held && [a!.id, b!.id].includes(held.id));
+      assert.equal(await has(T0 + 5), false, 'the only unfinished job has a live lease');
+      assert.equal(await has(T0 + 4 + LEASE_MS + 1), true, 'its lease lapsed: an orphan');
+      await store().releaseJob(f.ref(held.id, 'm2', T0 + 6));
+      assert.equal(await has(T0 + 7), true, 'released: claimable at once');
+    });
+
     test('clearJobs removes every job of every user', async () => {
       const a = await fixture();
       const b = await fixture();

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { Migrator, sql, type CompiledQuery, type Kysely, type SelectQueryBuilder, type Transaction } from 'kysely';
 import type { JobStatus, LogBatch, Progress } from '@drover/protocol';
-import { claimable, leaseLive } from './conditions.js';
+import { claimable, claimableAs, leaseLive } from './conditions.js';
 import * as logs from './logs.js';
 import * as overview from './overview.js';
 import { CodeMigrationProvider, type Dialect } from './migrations.js';
@@ -195,15 +195,20 @@ export abstract class KyselyStore implements Store {
   }
 
   async hasClaimableWork(userId: string, groupId: string, now: number): Promise<boolean> {
-    const row = await this.db
-      .selectFrom('jobs')
-      .select('id')
-      .where('user_id', '=', userId)
-      .where('container_group_id', '=', groupId)
-      .where(claimable(now))
-      .limit(1)
-      .executeTakeFirst();
-    return row !== undefined;
+    // One range of the claim index per kind, as the claim reads them: written as one OR, the
+    // planner may take any (user, group) index and read the group's finished jobs to get there.
+    for (const kind of ['pending', 'orphan'] as const) {
+      const row = await this.db
+        .selectFrom('jobs')
+        .select('id')
+        .where('user_id', '=', userId)
+        .where('container_group_id', '=', groupId)
+        .where(claimableAs(kind, now))
+        .limit(1)
+        .executeTakeFirst();
+      if (row) return true;
+    }
+    return false;
   }
 
   async nextLeaseExpiry(userId: string, groupId: string, now: number): Promise<number | undefined> {
