@@ -4,27 +4,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { SqsJobRecord } from '@drover/protocol';
 import { REPO_ROOT } from '@drover/testing/server';
-import { startSqs, type SqsHarness } from '@drover/testing/sqs';
+import { sqsStack } from '@drover/testing/sqs';
 import { waitFor } from '@drover/testing/wait';
-import { spawnWorker, type TestWorker } from '@drover/testing/worker';
 import { drover, ids, tmp } from './run.js';
 
 const COUNTER_APP = join(REPO_ROOT, 'test/fixtures/counter-app.mjs');
 
 describe('drover commands for an SQS queue', () => {
-  let h: SqsHarness;
-  const workers: TestWorker[] = [];
-
-  before(async () => {
-    h = await startSqs();
-  });
-  after(async () => {
-    await Promise.all(workers.map((w) => w.killNode()));
-    await h?.close();
-  });
+  const h = sqsStack();
 
   it('submit a batch, count the queue, and follow each job through drover status --queue and drover jobs get --queue', async () => {
     const q = await h.queue({ redrive: true });
@@ -50,8 +40,7 @@ describe('drover commands for an SQS queue', () => {
     assert.equal(pending.code, 0, pending.stderr);
     assert.match(pending.stdout, /12 jobs: 12 pending/);
 
-    const w = spawnWorker({ url: '', key: '', group: '', storageEnv: env });
-    workers.push(w);
+    const w = h.worker(q);
     await w.waitForLog('the first job running', (l) => l.msg === 'job process started');
     const started = w.logs.find((l) => l.msg === 'job process started')!;
     const first = started.job as string;
@@ -99,8 +88,7 @@ describe('drover commands for an SQS queue', () => {
     const cwd = tmp();
     const job = (steps: number) => ['-c', process.execPath, '-a', COUNTER_APP, '-e', `STEPS=${steps}`, '-e', 'STEP_MS=100', '-e', 'CKPT_DIR=ck', '-e', 'OUT_DIR=out', '--heartbeat-interval', '1', '--no-history'];
     const [long] = ids((await drover(['submit', '--queue', q.url, ...job(600)], { env, cwd })).stdout);
-    const w = spawnWorker({ url: '', key: '', group: '', storageEnv: env });
-    workers.push(w);
+    const w = h.worker(q);
     await w.waitForLog('the long job running', (l) => l.job === long && l.msg === 'job process started');
     // One job at a time per node: this one waits in the queue while the long one runs.
     const [waiting] = ids((await drover(['submit', '--queue', q.url, ...job(2)], { env, cwd })).stdout);

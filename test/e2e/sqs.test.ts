@@ -6,35 +6,21 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { SQS_ATTRIBUTES, defaultSqsStatusPrefix, sqsRecordKey, type JobDefinition, type SqsJobRecord } from '@drover/protocol';
 import { expectedSum, inputKey, outputKey, seriesSumJob, stateKey, type SeriesOutput, type SeriesState } from '@drover/example-series-sum';
 import { NotFoundError } from '@drover/storage';
 import { REPO_ROOT } from '@drover/testing/server';
-import { startSqs, type SqsHarness, type TestQueue } from '@drover/testing/sqs';
+import { sqsStack, type SqsHarness, type TestQueue } from '@drover/testing/sqs';
 import { waitFor } from '@drover/testing/wait';
-import { spawnWorker, type TestWorker, type WorkerLogLine } from '@drover/testing/worker';
+import type { TestWorker, WorkerLogLine } from '@drover/testing/worker';
 
 const COUNTER_APP = join(REPO_ROOT, 'test/fixtures/counter-app.mjs');
 
 describe('jobs from an SQS queue', () => {
-  let h: SqsHarness;
-  const workers: TestWorker[] = [];
-
-  before(async () => {
-    h = await startSqs();
-  });
-  after(async () => {
-    await Promise.all(workers.map((w) => w.killNode()));
-    await h?.close();
-  });
-
-  function worker(q: TestQueue, env: Record<string, string> = {}): TestWorker {
-    const w = spawnWorker({ url: '', key: '', group: '', storageEnv: h.env(q, env) });
-    workers.push(w);
-    return w;
-  }
+  const h = sqsStack();
+  const { workers, worker } = h;
 
   function dump(): string {
     return workers.map((w) => `--- ${w.machineId}\n${w.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n')}\n${w.stderr().slice(-1500)}`).join('\n');

@@ -3,7 +3,9 @@
 // `drover worker --queue` or a `drover` client command needs to reach them.
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient, type Message } from '@aws-sdk/client-sqs';
 import { randomUUID } from 'node:crypto';
+import { after, before } from 'node:test';
 import { startBackend, type Backend } from './storage.js';
+import { spawnWorker, type TestWorker } from './worker.js';
 
 export interface TestQueue {
   url: string;
@@ -66,6 +68,49 @@ export async function startSqs(existing?: Backend): Promise<SqsHarness> {
     async close() {
       client.destroy();
       if (!existing) await s3.close();
+    },
+  };
+}
+
+/** A describe block's SQS server and the `drover worker --queue` processes it starts. */
+export interface SqsStack extends Omit<SqsHarness, 'close'> {
+  /** Every worker started through this stack, in order; each is killed (kill -9) when the block ends. */
+  readonly workers: TestWorker[];
+  /** A `drover worker` taking its jobs from `q` (no coordinator), with `env` added to its environment. */
+  worker(q: TestQueue, env?: Record<string, string>): TestWorker;
+}
+
+/** Registers before/after hooks in the calling describe block; use the stack inside tests. */
+export function sqsStack(): SqsStack {
+  let h: SqsHarness | undefined;
+  const workers: TestWorker[] = [];
+  const started = () => {
+    if (!h) throw new Error('sqsStack: the server starts in before(); use it inside a test');
+    return h;
+  };
+  before(async () => {
+    h = await startSqs();
+  });
+  after(async () => {
+    await Promise.all(workers.map((w) => w.killNode()));
+    await h?.close();
+  });
+  return {
+    get s3() {
+      return started().s3;
+    },
+    get client() {
+      return started().client;
+    },
+    queue: (o) => started().queue(o),
+    env: (q, extra) => started().env(q, extra),
+    peek: (url, hideS) => started().peek(url, hideS),
+    counts: (url) => started().counts(url),
+    workers,
+    worker(q, env = {}) {
+      const w = spawnWorker({ url: '', key: '', group: '', storageEnv: started().env(q, env) });
+      workers.push(w);
+      return w;
     },
   };
 }
